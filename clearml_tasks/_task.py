@@ -1,0 +1,72 @@
+"""Shared glue of the stage templates: Task.init -> connect sections -> resolve inputs -> call -> report.
+
+A stage body is `body(cfg, inputs, output_dir, tracker) -> results dict`. `run_stage` is what both the
+local runner (in-process, inputs are parent output folders) and an agent (`python clearml_tasks/<x>.py`,
+inputs are parent task ids) execute.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+from components.config import AppConfig
+from components.fileio import write_json
+from components.overrides import apply_flat, build_config
+from pipelines.dag import STAGE_INPUTS, STAGE_SECTIONS
+from clearml_tasks._mode import resolve_mode
+from clearml_tasks._tracker import NullTracker, make_tracker
+
+OUTPUT_ARTIFACT = "output"  # every stage uploads its output folder under this name; children fetch it
+StageBody = Callable[[AppConfig, dict, Path, NullTracker], dict]
+
+
+def connect_config(tracker: NullTracker, cfg: AppConfig, sections: tuple[str, ...]) -> AppConfig:
+    """Each section becomes an editable parameter section; edited values (on an agent) are applied."""
+    data = cfg.to_dict()
+    edited: dict[str, object] = {}
+    for section in sections:
+        returned = tracker.connect_section(data[section], name=section)
+        edited.update({f"{section}.{k}": v for k, v in returned.items() if v != data[section].get(k)})
+    return apply_flat(cfg, edited) if edited else cfg
+
+
+def resolve_input(name: str, value: str) -> Path:
+    """A parent's output: a local folder (local runner) or the `output` artifact of a task id (agent)."""
+    if Path(value).is_dir():
+        return Path(value)
+    from clearml import Task
+
+    return Path(Task.get_task(task_id=value).artifacts[OUTPUT_ARTIFACT].get_local_copy())
+
+
+def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str], output_dir: Path,
+              mode: str, task_name: str = "", detect_repository: bool = False) -> dict:
+    tracker = make_tracker(mode, cfg.clearml.project, task_name or stage, stage, cfg.clearml.output_uri,
+                           cfg.clearml.tags, local_run=not detect_repository)
+    try:
+        cfg = connect_config(tracker, cfg, STAGE_SECTIONS[stage])
+        inputs = tracker.connect_section(dict(inputs), name="inputs")
+        input_dirs = {k: resolve_input(k, v) for k, v in inputs.items() if v}
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_json(output_dir / "config.json", cfg.to_dict())
+        results = body(cfg, input_dirs, output_dir, tracker)
+        tracker.upload_artifact(OUTPUT_ARTIFACT, output_dir)
+        return {**results, "task_id": tracker.task_id,
+                "session_dir": str(tracker.session_dir) if tracker.session_dir else ""}
+    finally:
+        tracker.close()
+
+
+def main(stage: str, body: StageBody, argv: list[str] | None = None) -> int:
+    """Entry of `python clearml_tasks/<stage>.py [overrides]`, as an agent runs a template."""
+    from pipelines.cli import run_guarded
+
+    def go() -> int:
+        cfg = build_config(sys.argv[1:] if argv is None else argv)
+        output_dir = Path(cfg.experiment.resolved_output_dir()) / stage
+        inputs = {name: "" for name in STAGE_INPUTS[stage]}
+        run_stage(stage, body, cfg, inputs, output_dir, resolve_mode("auto"), detect_repository=True)
+        return 0
+
+    return run_guarded(go)

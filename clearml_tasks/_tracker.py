@@ -1,0 +1,86 @@
+"""Tracking injected, not branched: a ClearML tracker and a no-op one with the same methods."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from components.report import format_results, numeric_metrics
+
+TASK_TYPES = {"ingest": "data_processing", "index": "data_processing", "eval": "testing",
+              "finetune": "training", "benchmark": "testing"}
+
+
+class NullTracker:
+    """`--no-clearml`: the stage still prints its results; nothing is sent anywhere."""
+
+    session_dir: Path | None = None
+    task_id: str = ""
+
+    def connect_section(self, values: dict, name: str) -> dict:
+        return values
+
+    def report_results(self, results: dict, title: str = "Final Metrics") -> None:
+        print(format_results(results, title))
+
+    def report_scalar(self, title: str, series: str, value: float, iteration: int) -> None:
+        pass
+
+    def report_image(self, title: str, path: Path) -> None:
+        pass
+
+    def upload_artifact(self, name: str, obj: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class ClearMLTracker(NullTracker):
+    def __init__(self, project: str, task_name: str, stage: str, offline: bool, output_uri: str = "",
+                 tags: list[str] | None = None, local_run: bool = True):
+        from clearml import Task
+
+        if offline:
+            Task.set_offline(True)
+        self.task = Task.init(
+            project_name=project, task_name=task_name, task_type=TASK_TYPES[stage],
+            reuse_last_task_id=False, output_uri=output_uri or None, tags=tags or None,
+            # Repository detection can stall close() for minutes; an agent-run template needs it, a
+            # local run does not.
+            auto_connect_frameworks={"detect_repository": not local_run},
+            auto_resource_monitoring=not offline)
+        self.logger = self.task.get_logger()
+        self.task_id = self.task.id
+        self.session_dir = Path(self.task.get_offline_mode_folder()) if offline else None
+
+    def connect_section(self, values: dict, name: str) -> dict:
+        """Register a parameter section; on an agent the values edited in the UI come back."""
+        return self.task.connect(dict(values), name=name)
+
+    def report_results(self, results: dict, title: str = "Final Metrics") -> None:
+        print(format_results(results, title))
+        metrics = numeric_metrics(results)
+        for name, value in metrics.items():
+            self.logger.report_single_value(name, value)
+        table = [["metric", "value"]] + [[name, value] for name, value in metrics.items()]
+        self.logger.report_table(title=title, series="Summary", iteration=0, table_plot=table)
+
+    def report_scalar(self, title: str, series: str, value: float, iteration: int) -> None:
+        self.logger.report_scalar(title=title, series=series, value=value, iteration=iteration)
+
+    def report_image(self, title: str, path: Path) -> None:
+        self.logger.report_image(title=title, series=Path(path).stem, iteration=0, local_path=str(path))
+
+    def upload_artifact(self, name: str, obj: Any) -> None:
+        self.task.upload_artifact(name=name, artifact_object=obj, wait_on_upload=True)
+
+    def close(self) -> None:
+        self.task.close()
+
+
+def make_tracker(mode: str, project: str, task_name: str, stage: str, output_uri: str = "",
+                 tags: list[str] | None = None, local_run: bool = True) -> NullTracker:
+    if mode == "none":
+        return NullTracker()
+    return ClearMLTracker(project, task_name, stage, offline=mode == "offline", output_uri=output_uri,
+                          tags=tags, local_run=local_run)

@@ -1,0 +1,31 @@
+"""Eval template: the model answers every selected question in one mode (no_context, oracle_context,
+retriever_context); metrics, predictions and memory are reported and uploaded.
+
+Run: python clearml_tasks/evaluate.py experiment_mode=oracle_context   (or `slm eval`)
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from components.config import AppConfig
+from components.evaluation import MEMORY_FILE, PREDICTIONS_FILE, RESULTS_FILE, run_eval
+from clearml_tasks._task import main
+from clearml_tasks._tracker import NullTracker
+
+STAGE = "eval"
+
+
+def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -> dict:
+    from tqdm import tqdm
+
+    results = run_eval(cfg, cfg.experiment.mode, inputs["ingest"], inputs.get("index"), output_dir,
+                       progress=lambda batches: tqdm(batches, desc=f"eval {cfg.experiment.mode}", unit="batch"))
+    tracker.report_results({k: v for k, v in results.items() if k != "meta"}, title="Final Metrics")
+    for name in (RESULTS_FILE, PREDICTIONS_FILE, MEMORY_FILE):
+        tracker.upload_artifact(Path(name).stem, output_dir / name)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main(STAGE, body))

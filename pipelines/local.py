@@ -1,0 +1,113 @@
+"""The local runner behind `slm run` / `slm eval`: executes the DAG's steps in-process, in order, through
+the same template entry code an agent runs, with a step cache.
+
+Each step writes into `<output_dir>/<step>/` and, last, `.step.json` with its cache key and results. A
+step whose key (stage, its config sections, its parents' keys, the input file's identity) matches a
+finished `.step.json` is skipped; a half-done step has no `.step.json` and runs again.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from components.config import AppConfig
+from components.errors import UserError
+from components.fileio import read_json, write_json
+from components.overrides import apply_flat
+from pipelines.dag import STAGE_SECTIONS, StepSpec, referenced_step, validate_dag
+
+STEP_MANIFEST = ".step.json"
+STAGE_MODULES = {"ingest": "clearml_tasks.ingest", "index": "clearml_tasks.build_index",
+                 "eval": "clearml_tasks.evaluate", "finetune": "clearml_tasks.finetune",
+                 "benchmark": "clearml_tasks.benchmark"}
+
+
+@dataclass
+class StepOutcome:
+    name: str
+    stage: str
+    status: str  # ran | cached
+    seconds: float
+    output_dir: Path
+    results: dict
+
+
+def step_config(cfg: AppConfig, step: StepSpec) -> AppConfig:
+    return apply_flat(cfg, step.overrides) if step.overrides else cfg
+
+
+def _input_identity(cfg: AppConfig) -> str:
+    """A local dataset file's size and mtime, so editing the data invalidates the ingest step."""
+    path = Path(cfg.dataset.path)
+    if path.is_file():
+        stat = path.stat()
+        return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return cfg.dataset.path
+
+
+def cache_key(step: StepSpec, cfg: AppConfig, parent_keys: dict[str, str]) -> str:
+    data = cfg.to_dict()
+    payload = {"stage": step.stage, "sections": {s: data[s] for s in STAGE_SECTIONS[step.stage]},
+               "parents": {p: parent_keys[p] for p in step.parents}}
+    if step.stage == "ingest":
+        payload["input"] = _input_identity(cfg)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def cached_results(step_dir: Path, key: str) -> dict | None:
+    manifest = step_dir / STEP_MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        data = read_json(manifest)
+    except UserError:
+        return None
+    return data.get("results") if data.get("key") == key else None
+
+
+def stage_body(stage: str) -> Callable:
+    return importlib.import_module(STAGE_MODULES[stage]).body
+
+
+def run_local(steps: list[StepSpec], cfg: AppConfig, mode: str, use_cache: bool = True,
+              log: Callable[[str], None] = print) -> list[StepOutcome]:
+    """Run every step (or serve it from the cache); a failing step stops the run and names itself."""
+    from clearml_tasks._task import run_stage
+
+    validate_dag(steps)
+    root = Path(cfg.experiment.resolved_output_dir())
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / "config.json", cfg.to_dict())
+    keys: dict[str, str] = {}
+    dirs: dict[str, Path] = {}
+    outcomes: list[StepOutcome] = []
+    for step in steps:
+        scfg = step_config(cfg, step)
+        key = keys[step.name] = cache_key(step, scfg, keys)
+        step_dir = dirs[step.name] = root / step.subdir
+        started = time.perf_counter()
+        results = cached_results(step_dir, key) if use_cache else None
+        if results is not None:
+            log(f"[{step.name}] unchanged since the last run: cached ({step_dir})")
+            outcomes.append(StepOutcome(step.name, step.stage, "cached", 0.0, step_dir, results))
+            continue
+        (step_dir / STEP_MANIFEST).unlink(missing_ok=True)
+        inputs = {name: str(dirs[referenced_step(value)]) for name, value in step.inputs.items()}
+        log(f"[{step.name}] running {step.stage} -> {step_dir}")
+        try:
+            results = run_stage(step.stage, stage_body(step.stage), scfg, inputs, step_dir, mode,
+                                task_name=step.name)
+        except UserError as e:
+            raise UserError(f"step {step.name} failed: {e}") from None
+        except Exception as e:
+            raise RuntimeError(f"step {step.name} failed: {type(e).__name__}: {e}") from e
+        results = {k: v for k, v in results.items() if k != "meta"}
+        write_json(step_dir / STEP_MANIFEST, {"key": key, "stage": step.stage, "results": results})
+        outcomes.append(StepOutcome(step.name, step.stage, "ran", time.perf_counter() - started, step_dir,
+                                    results))
+    return outcomes
