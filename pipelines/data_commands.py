@@ -1,0 +1,58 @@
+"""`slm data upload|download|ls`: copy datasets and artifacts to and from S3 / MinIO.
+
+    slm data upload data/NQ-open.dev.jsonl s3://datasets/nq/
+    slm data download s3://datasets/nq/NQ-open.dev.jsonl data/
+    slm data ls s3://minio:9000/clearml/
+
+Both URI kinds work: s3://bucket/key (endpoint from AWS_ENDPOINT_URL or clearml.conf) and
+s3://host:port/bucket/key (ClearML's form). Keys come from the AWS environment or clearml.conf.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from components.storage import download_s3, list_s3, upload_s3
+
+URI_HELP = "s3://bucket/key (endpoint from AWS_ENDPOINT_URL or clearml.conf) or s3://host:port/bucket/key"
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    print(upload_s3(Path(args.local), args.s3_uri))
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    print(download_s3(args.s3_uri, Path(args.dest)))
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    objects = list_s3(args.s3_uri)
+    for key, size in objects:
+        print(f"{size:>12}  {key}")
+    if not objects:
+        print(f"no objects under {args.s3_uri}", file=sys.stderr)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `data` with its `upload`, `download` and `ls` subcommands; each sets `func(args) -> int`."""
+    data = subparsers.add_parser("data", help="upload, download and list files in S3 / MinIO",
+                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = data.add_subparsers(dest="data_command", required=True, metavar="{upload,download,ls}")
+
+    upload = actions.add_parser("upload", help="upload a file, or a folder recursively, to an S3 URI")
+    upload.add_argument("local", help="local file or folder")
+    upload.add_argument("s3_uri", help=URI_HELP + "; a key ending in / (or a folder) is a prefix")
+    upload.set_defaults(func=cmd_upload)
+
+    download = actions.add_parser("download", help="download an object, or every object under a prefix/")
+    download.add_argument("s3_uri", help=URI_HELP)
+    download.add_argument("dest", nargs="?", default=".", help="local folder (default: the current one)")
+    download.set_defaults(func=cmd_download)
+
+    ls = actions.add_parser("ls", help="list objects (size in bytes, key) under an S3 URI prefix")
+    ls.add_argument("s3_uri", help=URI_HELP)
+    ls.set_defaults(func=cmd_ls)
