@@ -128,9 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(sub) -> None:
     """Command groups that live in their own modules."""
-    from pipelines import data_commands
+    from pipelines import data_commands, server_commands
 
     data_commands.register(sub)
+    server_commands.register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,8 +50,14 @@ def _input_identity(cfg: AppConfig) -> str:
     return cfg.dataset.path
 
 
+# Fields a stage connects (so the UI shows them) whose value cannot change that stage's output.
+CACHE_IGNORED = {"index": {"retriever": ("top_k",)}}
+
+
 def cache_key(step: StepSpec, cfg: AppConfig, parent_keys: dict[str, str]) -> str:
     data = cfg.to_dict()
+    for section, fields in CACHE_IGNORED.get(step.stage, {}).items():
+        data[section] = {k: v for k, v in data[section].items() if k not in fields}
     payload = {"stage": step.stage, "sections": {s: data[s] for s in STAGE_SECTIONS[step.stage]},
                "parents": {p: parent_keys[p] for p in step.parents}}
     if step.stage == "ingest":

@@ -1,0 +1,234 @@
+"""The DAG of `pipelines.dag` compiled into a ClearML PipelineController: each step clones its stage's
+template, sets its parameters and runs on the step queue; the controller itself runs on `services`.
+
+    slm pipeline start [--queue gpu] [--controller-queue services] [--project P] [overrides]
+    slm pipeline start --dry-run ...          # the plan as JSON; no server, no clearml import
+
+`build_plan` is pure data (tested without ClearML); `build_controller` turns a plan into a
+PipelineController (builds offline with placeholder template ids); `start_pipeline` resolves the
+template ids on the server and enqueues the controller. A failed step stops the steps that depend on it
+(ClearML's default); independent branches still run and the pipeline is marked failed.
+
+An agent runs the controller as `python pipelines/controller.py`: the DAG and the pipeline parameters
+come back from the controller task itself (`always_create_from_code=False`), so a "+ NEW RUN" from the
+UI with edited parameters runs the same graph.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import sys
+from typing import Any, Callable
+
+from components.config import AppConfig
+from components.errors import UserError
+from components.overrides import apply_flat, changed_fields
+from pipelines.dag import STAGE_SECTIONS, StepSpec, build_dag, referenced_step, validate_dag
+from pipelines.templates import DEFAULT_TASK_IMAGE, DEFAULT_TEMPLATE_PROJECT, TEMPLATE_NAMES, GitSource
+
+CONTROLLER_ENTRY = "pipelines/controller.py"
+DEFAULT_STEP_QUEUE = "gpu"
+DEFAULT_CONTROLLER_QUEUE = "services"
+# One retry absorbs an agent or container that died under a step; a real error fails twice.
+DEFAULT_RETRIES = 1
+
+# The knobs editable on "+ NEW RUN": pipeline parameter -> (config key, description). Steps whose stage
+# reads that section get `Section/field = ${pipeline.<name>}`. Names carry no dots: ClearML splits
+# `${pipeline.a.b}` at the dot.
+PIPELINE_PARAMETERS: dict[str, tuple[str, str]] = {
+    "model_name": ("model.name", "model label in results (a preset name, e.g. qwen_0.6b)"),
+    "model_path": ("model.path", "hub id or local folder; empty = the packaged GGUF"),
+    # With a path set, a non-empty GGUF file name is looked up inside it: a hub id needs it empty.
+    "model_gguf_file": ("model.gguf_file", "GGUF file inside model_path; empty for a plain checkpoint"),
+    "dataset_path": ("dataset.path", "local file, s3://bucket/key, hf:<name> or builtin:demo"),
+    "max_samples": ("experiment.max_samples", "questions per eval, in file order; 0 = all"),
+    "top_k": ("retriever.top_k", "passages retrieved per question"),
+    "retriever_kind": ("retriever.kind", "bm25, dense or hybrid"),
+}
+
+
+def clearml_key(config_key: str) -> str:
+    """`section.field` (command line) -> `section/field` (ClearML parameter)."""
+    return config_key.replace(".", "/", 1)
+
+
+def parameter_value(value: Any) -> Any:
+    """Lists as JSON text: ClearML stores parameters as strings and reads lists back with a YAML parser."""
+    return json.dumps(value) if isinstance(value, (list, tuple)) else value
+
+
+def check_queues(queue: str, controller_queue: str) -> None:
+    if queue == controller_queue:
+        raise UserError(f"the controller and its steps on one queue ({queue!r}) deadlock: the controller "
+                        "holds the only agent while its steps wait (clearml #1328); run the controller on "
+                        "`services` and the steps on `gpu`")
+
+
+def _config_value(cfg: AppConfig, key: str) -> Any:
+    section, field = key.split(".", 1)
+    return getattr(getattr(cfg, section), field)
+
+
+def pipeline_parameters(cfg: AppConfig) -> dict[str, Any]:
+    """Pipeline parameter -> its default, the run config's value."""
+    return {name: parameter_value(_config_value(cfg, key)) for name, (key, _) in PIPELINE_PARAMETERS.items()}
+
+
+def samples_without_seed(cfg: AppConfig, stage: str) -> bool:
+    """A section the stage reads samples (`do_sample`) with no seed: its output is not reproducible, so
+    it is never served from cache. Greedy decoding, and sampling with a seed, are cacheable."""
+    sections = (getattr(cfg, name) for name in STAGE_SECTIONS[stage])
+    return any(getattr(s, "do_sample", False) and getattr(s, "seed", None) is None for s in sections)
+
+
+def step_parameters(step: StepSpec, cfg: AppConfig) -> dict[str, Any]:
+    """What a step sets on its cloned template: changed config fields of the stage's sections, the
+    pipeline knobs those sections hold, the step's own overrides, and its inputs (`${parent.id}`)."""
+    sections = STAGE_SECTIONS[step.stage]
+    params = {clearml_key(key): parameter_value(value) for key, value in changed_fields(cfg).items()
+              if key.split(".")[0] in sections}
+    params.update({clearml_key(key): "${pipeline.%s}" % name
+                   for name, (key, _) in PIPELINE_PARAMETERS.items() if key.split(".")[0] in sections})
+    params.update({clearml_key(key): parameter_value(value) for key, value in step.overrides.items()})
+    params.update({f"inputs/{name}": value for name, value in step.inputs.items()})
+    return params
+
+
+def build_plan(cfg: AppConfig, queue: str = DEFAULT_STEP_QUEUE,
+               controller_queue: str = DEFAULT_CONTROLLER_QUEUE,
+               template_project: str = DEFAULT_TEMPLATE_PROJECT,
+               retries: int = DEFAULT_RETRIES) -> list[dict]:
+    """One dict per DAG step with everything `PipelineController.add_step` needs. No ClearML import."""
+    check_queues(queue, controller_queue)
+    steps = build_dag(cfg)
+    validate_dag(steps)
+    return [{"name": step.name, "stage": step.stage, "template_project": template_project,
+             "template_name": TEMPLATE_NAMES[step.stage], "parents": list(step.parents),
+             "execution_queue": queue, "parameter_override": step_parameters(step, cfg),
+             "cache_executed_step": not samples_without_seed(apply_flat(cfg, step.overrides), step.stage),
+             "retry_on_failure": retries}
+            for step in steps]
+
+
+def pipeline_name(cfg: AppConfig) -> str:
+    return f"slm {cfg.experiment.name}"
+
+
+def pipeline_version() -> str:
+    """The package version: the pipeline's shape changes with the code, not with each run."""
+    try:
+        return importlib.metadata.version("slm-experiments")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.1.0"
+
+
+def describe_plan(plan: list[dict], cfg: AppConfig, controller_queue: str) -> dict:
+    """The `--dry-run` document: the controller, its editable parameters and the steps."""
+    return {"pipeline": {"name": pipeline_name(cfg), "project": cfg.clearml.project,
+                         "version": pipeline_version(), "controller_queue": controller_queue},
+            "parameters": pipeline_parameters(cfg), "steps": plan}
+
+
+def _step_source(step: dict, base_task_ids: dict[str, str] | None) -> dict[str, str]:
+    """A template by id (works offline) or by project/name (looked up on the server at add_step)."""
+    if base_task_ids is None:
+        return {"base_task_project": step["template_project"], "base_task_name": step["template_name"]}
+    if step["stage"] not in base_task_ids:
+        raise UserError(f"no template id for stage {step['stage']!r} (step {step['name']})")
+    return {"base_task_id": base_task_ids[step["stage"]]}
+
+
+def _check_plan(plan: list[dict], controller_queue: str) -> None:
+    """Queues apart, and every `${step.id}` names a parent (ClearML would add the parent silently)."""
+    for step in plan:
+        check_queues(step["execution_queue"], controller_queue)
+        for key, value in step["parameter_override"].items():
+            ref = referenced_step(value) if isinstance(value, str) else None
+            if ref is not None and ref not in step["parents"]:
+                raise UserError(f"step {step['name']}: {key}={value} does not reference a parent")
+
+
+def build_controller(plan: list[dict], cfg: AppConfig, controller_queue: str = DEFAULT_CONTROLLER_QUEUE,
+                     base_task_ids: dict[str, str] | None = None,
+                     docker_image: str = DEFAULT_TASK_IMAGE):
+    """A PipelineController with the pipeline parameters and one step per plan entry (not started).
+
+    With `base_task_ids` (stage -> template id) it builds offline; without, each step's template is
+    looked up by project/name on the server.
+    """
+    _check_plan(plan, controller_queue)
+    sources = {step["name"]: _step_source(step, base_task_ids) for step in plan}
+    from clearml import PipelineController
+
+    controller = PipelineController(
+        name=pipeline_name(cfg), project=cfg.clearml.project, version=pipeline_version(),
+        add_pipeline_tags=True, always_create_from_code=False, docker=docker_image,
+        packages="",  # the task image has every dependency; nothing to install
+        working_dir=".")
+    defaults = pipeline_parameters(cfg)
+    for name, (key, description) in PIPELINE_PARAMETERS.items():
+        controller.add_parameter(name=name, default=defaults[name], description=f"{key}: {description}")
+    for step in plan:
+        controller.add_step(
+            name=step["name"], parents=step["parents"], parameter_override=step["parameter_override"],
+            execution_queue=step["execution_queue"], cache_executed_step=step["cache_executed_step"],
+            retry_on_failure=step["retry_on_failure"], stage=step["stage"], **sources[step["name"]])
+    return controller
+
+
+def _point_at_entry(source: GitSource) -> str:
+    """The controller task was created by `slm`, whose script an agent cannot run: make it run this file
+    from the repository at the templates' commit, with no local diff. Returns the controller task id."""
+    from clearml import Task
+
+    task = Task.current_task()
+    task.set_repo(repo=source.repo, branch=source.branch, commit=source.commit)  # waits for detection
+    task.set_script(working_dir=".", entry_point=CONTROLLER_ENTRY, diff="")
+    return task.id
+
+
+def start_pipeline(cfg: AppConfig, queue: str = DEFAULT_STEP_QUEUE,
+                   controller_queue: str = DEFAULT_CONTROLLER_QUEUE,
+                   template_project: str = DEFAULT_TEMPLATE_PROJECT, docker_image: str = DEFAULT_TASK_IMAGE,
+                   source: GitSource | None = None, log: Callable[[str], None] = print) -> None:
+    """Resolve the templates on the server, build the controller and enqueue it on `controller_queue`.
+
+    `PipelineController.start` enqueues the controller task and ends this process; with no agent on
+    `controller_queue` the pipeline stays pending (clearml #1109).
+    """
+    from clearml_tasks._mode import resolve_mode
+    from pipelines.templates import find_template_ids, git_source
+
+    plan = build_plan(cfg, queue, controller_queue, template_project)
+    if resolve_mode("auto") != "online":
+        raise UserError("`pipeline start` needs a ClearML server (api.api_server in clearml.conf or "
+                        "CLEARML_API_HOST); see the plan with --dry-run, or run locally with `slm run`")
+    base_task_ids = find_template_ids(template_project, [step["stage"] for step in plan])
+    source = source or git_source()
+    controller = build_controller(plan, cfg, controller_queue, base_task_ids, docker_image)
+    controller_id = _point_at_entry(source)
+    log(f"pipeline {pipeline_name(cfg)!r}: controller task {controller_id} on {controller_queue!r}, "
+        f"{len(plan)} steps on {queue!r}")
+    log("the controller needs an agent on that queue (clearml-agent daemon --queue "
+        f"{controller_queue} --docker); this command now hands over to it")
+    controller.start(queue=controller_queue)
+
+
+def run_remote_controller() -> int:
+    """Entry of the controller task on an agent: the DAG is read back from the task, not rebuilt."""
+    from clearml import PipelineController, Task
+
+    if Task.running_locally():
+        print(f"{CONTROLLER_ENTRY} is what an agent runs; start a pipeline with `slm pipeline start`",
+              file=sys.stderr)
+        return 2
+    Task.init()  # attaches to the enqueued controller task, keeping the project and tags set at start
+    controller = PipelineController(name="", project="", always_create_from_code=False)
+    for name in PIPELINE_PARAMETERS:  # values come back from the task, edited or not
+        controller.add_parameter(name=name)
+    controller.start()  # on an agent: runs the DAG here until every step is done
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_remote_controller())

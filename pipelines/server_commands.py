@@ -1,0 +1,190 @@
+"""`slm templates register`, `slm pipeline start`, `slm sweep`: the commands that work a ClearML server.
+
+    slm templates register [--project P] [--image I] [--branch B]
+    slm pipeline start [--queue gpu] [--controller-queue services] [--project P] [--dry-run] [overrides]
+    slm sweep --preset lora|retriever [--param KEY=SPEC ...] [--objective Summary/METRIC] [--direction min]
+
+`--dry-run` prints what would be sent (the pipeline plan, the sweep space) without a server.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+
+from components.config import AppConfig
+from components.errors import UserError
+
+DEFAULT_SWEEP_PROJECT = f"{AppConfig().clearml.project}/sweeps"
+
+
+def _require_server(what: str) -> None:
+    from clearml_tasks._mode import resolve_mode
+
+    if resolve_mode("auto") != "online":
+        raise UserError(f"{what} needs a ClearML server: set api.api_server in clearml.conf (or "
+                        "CLEARML_API_HOST); with no server use --dry-run, or `slm run` to execute locally")
+
+
+def cmd_templates_register(args: argparse.Namespace) -> int:
+    from pipelines.templates import register_templates
+
+    _require_server("registering templates")
+    register_templates(args.project, repo_url=args.repo, branch=args.branch, commit=args.commit,
+                       docker_image=args.image)
+    return 0
+
+
+def cmd_pipeline_start(args: argparse.Namespace) -> int:
+    from components.overrides import build_config
+    from pipelines.controller import build_plan, describe_plan, start_pipeline
+
+    cfg = build_config(args.overrides)
+    plan = build_plan(cfg, args.queue, args.controller_queue, args.project)
+    if args.dry_run:
+        print(json.dumps(describe_plan(plan, cfg, args.controller_queue), indent=2))
+        return 0
+    start_pipeline(cfg, args.queue, args.controller_queue, args.project, args.image)
+    return 0
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    stage: str
+    params: list[str]
+    objective_title: str
+    objective_series: str
+    direction: str
+
+
+def resolve_sweep(args: argparse.Namespace) -> SweepRequest:
+    """Preset values, replaced key by key by `--param`, and the objective, all checked before any server."""
+    from pipelines.sweep import SWEEP_PRESETS, infer_stage, parse_objective, parse_space, validate_objective
+
+    preset = SWEEP_PRESETS[args.preset] if args.preset else None
+    params = {text.partition("=")[0]: text for text in (preset.params if preset else ())}
+    params.update({text.partition("=")[0]: text for text in args.param or ()})
+    objective = args.objective or (preset.objective if preset else None)
+    if not params or not objective:
+        raise UserError("give --preset, or --param KEY=SPEC and --objective Summary/METRIC")
+    title, series = parse_objective(objective)
+    stage = args.stage or (preset.stage if preset else infer_stage(list(params.values()), series))
+    parse_space(stage, list(params.values()))
+    validate_objective(stage, title, series)
+    direction = args.direction or (preset.direction if preset else None)
+    if direction is None:  # no safe default: half the metrics are losses, half are scores
+        raise UserError(f"pass --direction max or min for {objective}")
+    return SweepRequest(stage, list(params.values()), title, series, direction)
+
+
+def _run_sweep(request: SweepRequest, args: argparse.Namespace) -> int:
+    from clearml import Task
+
+    from pipelines.sweep import build_optimizer, check_template, format_summary, parse_space, summarize_sweep
+    from pipelines.templates import find_template_ids
+
+    _require_server("a sweep")
+    space = parse_space(request.stage, request.params)
+    base_task_id = args.template_id or find_template_ids(args.project, [request.stage])[request.stage]
+    check_template(request.stage, Task.get_task(task_id=base_task_id).get_parameters(), space)
+    objective = f"{request.objective_title}/{request.objective_series}"
+    task = Task.init(project_name=DEFAULT_SWEEP_PROJECT, task_name=f"sweep {request.stage}: {objective}",
+                     task_type=Task.TaskTypes.optimizer, reuse_last_task_id=False,
+                     auto_connect_frameworks={"detect_repository": False})
+    optimizer = build_optimizer(
+        base_task_id, space, request.objective_title, request.objective_series, request.direction,
+        max_concurrent=args.concurrency, total_jobs=args.total_jobs,
+        time_limit_minutes=args.time_limit_minutes, queue=args.queue, stage=request.stage,
+        job_time_limit_minutes=args.job_time_limit_minutes, spawn_project=DEFAULT_SWEEP_PROJECT)
+    print(f"sweep {task.id}: up to {args.total_jobs} jobs of {base_task_id} on {args.queue!r}, "
+          f"{request.direction} {objective}")
+    optimizer.start()
+    try:
+        optimizer.wait()
+    finally:  # also on Ctrl-C: abort the jobs still running
+        optimizer.stop()
+    rows = summarize_sweep(optimizer, args.top)
+    print(format_summary(rows, request.objective_series))
+    task.close()
+    if not any(row["rank"] != "-" for row in rows):
+        raise RuntimeError(f"no job reported {objective}; check one job's log and its SCALARS tab "
+                           "(clearml #285)")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from pipelines.sweep import parse_space
+
+    request = resolve_sweep(args)
+    if args.dry_run:
+        space = [asdict(p) for p in parse_space(request.stage, request.params)]
+        print(json.dumps({**asdict(request), "space": space, "queue": args.queue,
+                          "total_jobs": args.total_jobs, "concurrency": args.concurrency}, indent=2))
+        return 0
+    return _run_sweep(request, args)
+
+
+def _add_templates(sub: argparse._SubParsersAction) -> None:
+    from pipelines.templates import DEFAULT_TASK_IMAGE, DEFAULT_TEMPLATE_PROJECT
+
+    group = sub.add_parser("templates", help="stage templates on the ClearML server")
+    actions = group.add_subparsers(dest="templates_command", required=True, metavar="{register}")
+    p = actions.add_parser("register", help="create the five stage templates (draft tasks) on the server")
+    p.add_argument("--project", default=DEFAULT_TEMPLATE_PROJECT, help="ClearML project of the templates")
+    p.add_argument("--image", default=DEFAULT_TASK_IMAGE, help="docker image agents run the stages in")
+    p.add_argument("--repo", help="repository URL agents clone (default: this checkout's origin)")
+    p.add_argument("--branch", help="branch (default: the current one)")
+    p.add_argument("--commit", help="commit id (default: the branch's head here)")
+    p.set_defaults(func=cmd_templates_register)
+
+
+def _add_pipeline(sub: argparse._SubParsersAction) -> None:
+    from pipelines.controller import DEFAULT_CONTROLLER_QUEUE, DEFAULT_STEP_QUEUE
+    from pipelines.templates import DEFAULT_TASK_IMAGE, DEFAULT_TEMPLATE_PROJECT
+
+    group = sub.add_parser("pipeline", help="the DAG as a ClearML pipeline")
+    actions = group.add_subparsers(dest="pipeline_command", required=True, metavar="{start}")
+    p = actions.add_parser("start", help="enqueue the pipeline controller (steps clone the templates)")
+    p.add_argument("overrides", nargs="*", help="group=preset or section.field=value")
+    p.add_argument("--queue", default=DEFAULT_STEP_QUEUE, help="queue of the steps (GPU agents)")
+    p.add_argument("--controller-queue", default=DEFAULT_CONTROLLER_QUEUE,
+                   help="queue of the controller (a CPU agent); never the steps' queue")
+    p.add_argument("--project", default=DEFAULT_TEMPLATE_PROJECT, help="ClearML project of the templates")
+    p.add_argument("--image", default=DEFAULT_TASK_IMAGE, help="docker image of the controller")
+    p.add_argument("--dry-run", action="store_true", help="print the plan as JSON; no server needed")
+    p.set_defaults(func=cmd_pipeline_start)
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    from pipelines import sweep
+    from pipelines.controller import DEFAULT_STEP_QUEUE
+    from pipelines.sweep import DIRECTIONS, STAGE_METRICS, SWEEP_PRESETS
+    from pipelines.templates import DEFAULT_TEMPLATE_PROJECT
+
+    p = sub.add_parser("sweep", help="hyperparameter sweep (Optuna) over a stage template",
+                       description=sweep.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=list(SWEEP_PRESETS),
+                   help="; ".join(f"{k}: {v.description}" for k, v in SWEEP_PRESETS.items()))
+    p.add_argument("--stage", choices=list(STAGE_METRICS), help="template to sweep (default: from the preset "
+                   "or the parameters)")
+    p.add_argument("--param", action="append", metavar="KEY=SPEC",
+                   help="Section/field=KIND:ARGS; replaces the preset's entry for that key")
+    p.add_argument("--objective", metavar="TITLE/SERIES", help="e.g. Summary/token_recall")
+    p.add_argument("--direction", choices=DIRECTIONS)
+    p.add_argument("--concurrency", type=int, default=2, help="jobs running at once")
+    p.add_argument("--total-jobs", type=int, default=10)
+    p.add_argument("--time-limit-minutes", type=float, help="for the whole sweep")
+    p.add_argument("--job-time-limit-minutes", type=float, help="a job running longer is aborted")
+    p.add_argument("--queue", default=DEFAULT_STEP_QUEUE, help="queue of the jobs")
+    p.add_argument("--template-id", help="base task to clone (default: the stage's registered template)")
+    p.add_argument("--project", default=DEFAULT_TEMPLATE_PROJECT, help="ClearML project of the templates")
+    p.add_argument("--top", type=int, default=5, help="best jobs listed at the end")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved sweep as JSON; no server")
+    p.set_defaults(func=cmd_sweep)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `templates`, `pipeline` and `sweep`; each leaf parser sets `func(args) -> int`."""
+    _add_templates(subparsers)
+    _add_pipeline(subparsers)
+    _add_sweep(subparsers)

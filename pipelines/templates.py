@@ -1,0 +1,154 @@
+"""The five stage templates on a ClearML server: one draft Task per stage, cloned by pipelines and sweeps.
+
+    slm templates register [--project P] [--image I] [--branch B]
+
+Each template points at `clearml_tasks/<file>.py` in the repository at a fixed commit, runs in the task
+image, and carries the stage's config sections (plus `inputs/<parent>`) with their default values, so the
+UI shows editable `Section/field` parameters before the template has ever run. The template code calls
+`Task.init` itself (`add_task_init_call=False`).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from components.config import AppConfig
+from components.errors import UserError
+from pipelines.dag import STAGE_INPUTS, STAGE_SECTIONS, STAGES
+
+# stage -> template task name; the name is the stage's one word (CLI verb, DAG node, config section).
+TEMPLATE_NAMES: dict[str, str] = {stage: stage for stage in STAGES}
+STAGE_SCRIPTS: dict[str, str] = {
+    "ingest": "clearml_tasks/ingest.py", "index": "clearml_tasks/build_index.py",
+    "eval": "clearml_tasks/evaluate.py", "finetune": "clearml_tasks/finetune.py",
+    "benchmark": "clearml_tasks/benchmark.py"}
+TEMPLATE_TAG = "template"
+# The tag docker/Dockerfile documents and docker/docker-compose.yml (SLM_TASK_IMAGE) runs.
+DEFAULT_TASK_IMAGE = "slm-experiments-task:0.1.0"
+DEFAULT_TEMPLATE_PROJECT = f"{AppConfig().clearml.project}/templates"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class GitSource:
+    """Where an agent checks out the code: repository URL, branch and the exact commit."""
+    repo: str
+    branch: str
+    commit: str  # empty: the branch head at run time, and then ClearML never serves a step from cache (#415)
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO_ROOT, text=True, capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def git_source(repo_url: str | None = None, branch: str | None = None, commit: str | None = None,
+               warn: Callable[[str], None] = _warn) -> GitSource:
+    """Fill what was not given from the checkout: `origin`'s URL, the current branch, its HEAD commit.
+
+    A commit that no remote branch contains cannot be checked out by an agent; a missing commit makes
+    every pipeline step uncacheable (#415). Both are warned about, not refused: a branch-head template
+    is a legitimate choice for a moving target.
+    """
+    repo = repo_url or _git("remote", "get-url", "origin")
+    if not repo:
+        raise UserError("no repository URL: this checkout has no `origin` remote; pass --repo URL "
+                        "(the address agents clone from)")
+    local_branch = _git("rev-parse", "--abbrev-ref", "HEAD")
+    branch = branch or local_branch
+    if not branch or branch == "HEAD":
+        raise UserError("cannot tell the branch (detached HEAD?); pass --branch NAME")
+    if commit is None:
+        # The current checkout's commit only describes the branch we are on; for another branch use
+        # the head origin knows about.
+        commit = _git("rev-parse", "HEAD" if branch == local_branch else f"origin/{branch}")
+    if not commit:
+        warn(f"no commit id for branch {branch!r}: agents run the branch head, and pipeline steps are "
+             "never served from cache without a commit id (clearml #415)")
+    elif not _git("branch", "-r", "--contains", commit):
+        warn(f"commit {commit[:12]} is on no remote branch: push it before running the templates, or "
+             "agents fail to check it out")
+    if commit and _git("status", "--porcelain", "--untracked-files=no"):
+        warn("the working tree has uncommitted changes; templates run the committed code only")
+    return GitSource(repo=repo, branch=branch, commit=commit)
+
+
+def template_parameters(stage: str) -> dict[str, Any]:
+    """`Section/field -> default` exactly as the stage connects them (`clearml_tasks._task.run_stage`)."""
+    data = AppConfig().to_dict()
+    params = {f"{section}/{name}": value for section in STAGE_SECTIONS[stage]
+              for name, value in data[section].items()}
+    params.update({f"inputs/{name}": "" for name in STAGE_INPUTS[stage]})
+    return params
+
+
+def _package_args(requirements: Sequence[str] | Path | None) -> dict[str, Any]:
+    """None: install nothing (the task image has every dependency); a list: pip packages; a Path: a file."""
+    if requirements is None:
+        return {"packages": ""}
+    if isinstance(requirements, Path):
+        if not requirements.is_file():
+            raise UserError(f"{requirements}: requirements file not found")
+        return {"requirements_file": str(requirements)}
+    return {"packages": list(requirements)}
+
+
+def register_templates(project: str = DEFAULT_TEMPLATE_PROJECT, repo_url: str | None = None,
+                       branch: str | None = None, commit: str | None = None,
+                       docker_image: str = DEFAULT_TASK_IMAGE,
+                       requirements: Sequence[str] | Path | None = None,
+                       log: Callable[[str], None] = print) -> dict[str, str]:
+    """Create one draft template Task per stage on the server; returns stage -> task id.
+
+    Registering again creates new templates; lookups (`pipeline start`, `sweep`) take the most recently
+    updated non-archived task tagged `template` with the stage's name.
+    """
+    from clearml import Task
+
+    from clearml_tasks._tracker import TASK_TYPES
+
+    if Task.is_offline():
+        raise UserError("registering templates needs a ClearML server; offline mode cannot create tasks")
+    source = git_source(repo_url, branch, commit)
+    ids: dict[str, str] = {}
+    for stage in STAGES:
+        task = Task.create(
+            project_name=project, task_name=TEMPLATE_NAMES[stage], task_type=TASK_TYPES[stage],
+            repo=source.repo, branch=source.branch, commit=source.commit or None,
+            script=STAGE_SCRIPTS[stage], working_directory=".", docker=docker_image,
+            add_task_init_call=False, **_package_args(requirements))
+        task.set_parameters(template_parameters(stage))
+        task.add_tags([TEMPLATE_TAG])
+        ids[stage] = task.id
+        log(f"{stage:<10} {task.id}  {project}/{TEMPLATE_NAMES[stage]}  ({STAGE_SCRIPTS[stage]})")
+    commit_text = source.commit[:12] or "(branch head)"
+    log(f"code: {source.repo} @ {source.branch} {commit_text}; image: {docker_image}")
+    return ids
+
+
+def find_template_ids(project: str, stages: Sequence[str]) -> dict[str, str]:
+    """stage -> id of the registered template; a missing one is an error naming the fix."""
+    from clearml import Task
+
+    ids = {}
+    for stage in dict.fromkeys(stages):
+        try:  # several matches: the SDK picks the most recently updated one
+            task = Task.get_task(project_name=project, task_name=TEMPLATE_NAMES[stage], tags=[TEMPLATE_TAG],
+                                 allow_archived=False)
+        except ValueError:  # the project itself does not exist
+            task = None
+        if task is None:
+            raise UserError(f"no {TEMPLATE_NAMES[stage]!r} template in project {project!r}; "
+                            f"run `slm templates register --project {project}` first")
+        ids[stage] = task.id
+    return ids

@@ -1,0 +1,246 @@
+"""The DAG compiled for ClearML: the plan (pure), `pipeline start --dry-run`, the templates' parameters,
+and the PipelineController built offline with placeholder template ids (in a subprocess: ClearML's
+Task is process-global)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from clearml_tasks._mode import OFFLINE_CONF
+from components.config import AppConfig, GenerationConfig, field_types, section_types
+from components.errors import UserError
+from components.overrides import build_config
+from pipelines import server_commands, templates
+from pipelines.cli import run_guarded
+from pipelines.controller import (PIPELINE_PARAMETERS, build_controller, build_plan, describe_plan,
+                                  samples_without_seed)
+from pipelines.dag import STAGE_INPUTS, STAGE_SECTIONS, STAGES
+from pipelines.local import STAGE_MODULES
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = ["ingest", "index", "eval_no_context", "eval_oracle_context", "eval_retriever_context", "finetune",
+         "benchmark"]
+PARENTS = {"ingest": [], "index": ["ingest"], "eval_no_context": ["ingest"],
+           "eval_oracle_context": ["ingest"], "eval_retriever_context": ["ingest", "index"],
+           "finetune": ["ingest"], "benchmark": ["ingest", "finetune"]}
+OVERRIDES = ["model=qwen_0.6b", "experiment.max_samples=10", "generation.max_new_tokens=16",
+             "finetune.r=8", "retriever.hit_ks=[1,2]"]
+
+
+def plan_by_name(*overrides: str, **kwargs) -> dict[str, dict]:
+    return {step["name"]: step for step in build_plan(build_config(list(overrides)), **kwargs)}
+
+
+def slm(argv: list[str]) -> int:
+    """`slm ...` with the server commands registered, as pipelines.cli.main runs a command."""
+    parser = argparse.ArgumentParser(prog="slm")
+    server_commands.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return run_guarded(lambda: args.func(args))
+
+
+def test_plan_has_every_step_with_its_parents_queue_and_cache():
+    plan = build_plan(AppConfig(), queue="gpu", controller_queue="services", template_project="p/templates")
+    assert [s["name"] for s in plan] == STEPS
+    for step in plan:
+        assert step["parents"] == PARENTS[step["name"]]
+        assert step["execution_queue"] == "gpu"
+        assert step["cache_executed_step"] is True
+        assert step["retry_on_failure"] == 1
+        assert step["template_project"] == "p/templates"
+        assert step["template_name"] == templates.TEMPLATE_NAMES[step["stage"]] == step["stage"]
+
+
+def test_inputs_reference_parent_ids_and_eval_steps_set_their_mode():
+    plan = plan_by_name()
+    assert {k: v for k, v in plan["eval_retriever_context"]["parameter_override"].items()
+            if k.startswith("inputs/")} == {"inputs/ingest": "${ingest.id}", "inputs/index": "${index.id}"}
+    assert plan["benchmark"]["parameter_override"]["inputs/finetune"] == "${finetune.id}"
+    for mode in ("no_context", "oracle_context", "retriever_context"):
+        assert plan[f"eval_{mode}"]["parameter_override"]["experiment/mode"] == mode
+
+
+def test_every_override_key_is_a_parameter_the_template_connects():
+    types = section_types()
+    for step in build_plan(build_config(OVERRIDES)):
+        connected = templates.template_parameters(step["stage"])
+        for key, value in step["parameter_override"].items():
+            section, field = key.split("/")
+            if section == "inputs":
+                assert field in STAGE_INPUTS[step["stage"]]
+                assert value == "${%s.id}" % field and field in step["parents"]
+            else:
+                assert section in STAGE_SECTIONS[step["stage"]], key
+                assert field in field_types(types[section]), key
+            assert key in connected, key
+
+
+def test_changed_fields_reach_only_the_stages_that_read_them():
+    plan = plan_by_name(*OVERRIDES)
+    assert plan["eval_no_context"]["parameter_override"]["generation/max_new_tokens"] == 16
+    assert "generation/max_new_tokens" not in plan["finetune"]["parameter_override"]
+    assert plan["finetune"]["parameter_override"]["finetune/r"] == 8
+    assert plan["eval_no_context"]["parameter_override"]["retriever/hit_ks"] == "[1, 2]"  # JSON text
+    assert plan["ingest"]["parameter_override"] == {"dataset/path": "${pipeline.dataset_path}"}
+
+
+def test_pipeline_knobs_are_references_with_the_config_value_as_default():
+    cfg = build_config(OVERRIDES)
+    document = describe_plan(build_plan(cfg), cfg, "services")
+    assert document["parameters"]["max_samples"] == 10
+    assert document["parameters"]["model_path"] == "Qwen/Qwen3-0.6B"
+    override = plan_by_name(*OVERRIDES)["eval_no_context"]["parameter_override"]
+    assert override["experiment/max_samples"] == "${pipeline.max_samples}"
+    assert override["model/path"] == "${pipeline.model_path}"
+    assert all("." not in name for name in PIPELINE_PARAMETERS)  # ClearML splits ${pipeline.a.b}
+
+
+def test_sampling_without_a_seed_is_never_cached():
+    # A config cannot hold seed=None today (seeds are ints); the rule still guards a stage that samples.
+    unseeded = AppConfig(generation=GenerationConfig(do_sample=True, seed=None))
+    assert {s: samples_without_seed(unseeded, s) for s in STAGES} == {s: s == "eval" for s in STAGES}
+    seeded = build_config(["generation.do_sample=true", "generation.seed=7", "benchmark.do_sample=true"])
+    assert all(step["cache_executed_step"] for step in build_plan(seeded))
+
+
+def test_controller_and_steps_on_one_queue_is_refused():
+    with pytest.raises(UserError, match="#1328"):
+        build_plan(AppConfig(), queue="gpu", controller_queue="gpu")
+    plan = build_plan(AppConfig())
+    with pytest.raises(UserError, match="deadlock"):
+        build_controller(plan, AppConfig(), controller_queue="gpu", base_task_ids={})
+
+
+def test_missing_template_id_is_an_error_before_any_clearml_call():
+    plan = build_plan(AppConfig())
+    with pytest.raises(UserError, match="no template id for stage 'benchmark'"):
+        build_controller(plan, AppConfig(), base_task_ids={s: "x" for s in STAGES if s != "benchmark"})
+
+
+def test_dry_run_prints_the_plan_as_json(capsys):
+    assert slm(["pipeline", "start", "--dry-run", "experiment.max_samples=5"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in document["steps"]] == STEPS
+    assert document["parameters"]["max_samples"] == 5
+    assert document["pipeline"]["controller_queue"] == "services"
+
+
+def test_dry_run_with_one_queue_for_both_fails_with_exit_2(capsys):
+    assert slm(["pipeline", "start", "--dry-run", "--queue", "services"]) == 2
+    assert "#1328" in capsys.readouterr().err
+
+
+def test_dry_run_touches_no_server_and_never_imports_clearml():
+    code = textwrap.dedent("""
+        import argparse, contextlib, io, sys
+        from pipelines import server_commands
+        parser = argparse.ArgumentParser()
+        server_commands.register(parser.add_subparsers(dest="command"))
+        args = parser.parse_args(["pipeline", "start", "--dry-run"])
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert args.func(args) == 0
+        print("clearml" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_template_parameters_are_the_sections_and_inputs_the_stage_connects():
+    data = AppConfig().to_dict()
+    for stage in STAGES:
+        params = templates.template_parameters(stage)
+        expected = {f"{s}/{f}" for s in STAGE_SECTIONS[stage] for f in data[s]}
+        expected |= {f"inputs/{name}" for name in STAGE_INPUTS[stage]}
+        assert set(params) == expected
+        assert params.get("inputs/ingest", "") == ""
+
+
+def test_template_scripts_are_the_stage_entries_the_local_runner_runs():
+    for stage in STAGES:
+        assert templates.STAGE_SCRIPTS[stage] == STAGE_MODULES[stage].replace(".", "/") + ".py"
+
+
+def fake_git(answers: dict[tuple[str, ...], str]):
+    return lambda *args: answers.get(args, "")
+
+
+def test_git_source_warns_when_no_commit_makes_steps_uncacheable(monkeypatch):
+    monkeypatch.setattr(templates, "_git", fake_git({("remote", "get-url", "origin"): "https://git/x.git",
+                                                     ("rev-parse", "--abbrev-ref", "HEAD"): "main"}))
+    warnings: list[str] = []
+    source = templates.git_source(branch="feature", warn=warnings.append)
+    assert source == templates.GitSource("https://git/x.git", "feature", "")
+    assert any("#415" in w for w in warnings)
+
+
+def test_git_source_warns_about_an_unpushed_commit(monkeypatch):
+    monkeypatch.setattr(templates, "_git", fake_git({("remote", "get-url", "origin"): "https://git/x.git",
+                                                     ("rev-parse", "--abbrev-ref", "HEAD"): "main",
+                                                     ("rev-parse", "HEAD"): "abc123"}))
+    warnings: list[str] = []
+    assert templates.git_source(warn=warnings.append).commit == "abc123"
+    assert any("push it" in w for w in warnings)
+
+
+def test_git_source_without_origin_asks_for_the_repo(monkeypatch):
+    monkeypatch.setattr(templates, "_git", fake_git({}))
+    with pytest.raises(UserError, match="--repo"):
+        templates.git_source()
+
+
+BUILD_OFFLINE = """
+import json, sys
+from clearml import Task
+Task.set_offline(True)
+from components.errors import UserError
+from components.overrides import build_config
+from pipelines.controller import build_controller, build_plan
+from pipelines.dag import STAGES
+from pipelines.templates import register_templates
+
+cfg = build_config(sys.argv[2:])
+plan = build_plan(cfg)
+controller = build_controller(plan, cfg, "services", {stage: f"template-{stage}" for stage in STAGES})
+nodes = {name: {"parents": node.parents, "queue": node.queue, "parameters": node.parameters,
+                "cache": node.cache_executed_step, "base_task_id": node.base_task_id}
+         for name, node in controller.get_pipeline_dag().items()}
+try:
+    register_templates("p")
+    refused = ""
+except UserError as e:
+    refused = str(e)
+with open(sys.argv[1], "w") as f:
+    json.dump({"plan": plan, "nodes": nodes, "parameters": controller.get_parameters(),
+               "refused": refused}, f)
+Task.current_task().close()
+"""
+
+
+def test_controller_builds_offline_with_placeholder_ids(tmp_path):
+    (tmp_path / "clearml.conf").write_text(OFFLINE_CONF)
+    env = {**os.environ, "CLEARML_CONFIG_FILE": str(tmp_path / "clearml.conf"),
+           "CLEARML_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    # Run outside the repository: the controller's Task.init would otherwise scan this git work tree.
+    result = tmp_path / "built.json"
+    out = subprocess.run([sys.executable, "-c", BUILD_OFFLINE, str(result), *OVERRIDES], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    built = json.loads(result.read_text())
+    assert list(built["nodes"]) == STEPS
+    for step in built["plan"]:
+        node = built["nodes"][step["name"]]
+        assert node["parents"] == step["parents"]
+        assert node["queue"] == "gpu"
+        assert node["parameters"] == step["parameter_override"]
+        assert node["cache"] is True
+        assert node["base_task_id"] == f"template-{step['stage']}"
+    assert built["parameters"]["max_samples"] == 10
+    assert "offline" in built["refused"]
