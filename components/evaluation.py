@@ -20,7 +20,8 @@ from components import schema
 from components.config import AppConfig
 from components.errors import UserError
 from components.fileio import read_json, read_jsonl, write_json, write_jsonl
-from components.generation import Generated, generate_batch, plan_batches, plan_fingerprint
+from components.decoding import build_prefix_cache, common_prefix_length
+from components.generation import Generated, generate_token_batch, plan_batches, plan_fingerprint
 from components.memory import MemoryLog
 from components.metrics import QA_METRICS, mean, normalize_answer, score_prediction
 from components.models import LoadedModel, load_model
@@ -169,26 +170,36 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
     load_seconds = time.perf_counter() - load_start
     memory.record("load model")
 
+    timing: dict[str, float] = {"load_model_seconds": load_seconds}
+    clock = time.perf_counter()
     prompts = [render_prompt(lm.tokenizer, user_message(q.question, ctx, cfg.prompt), cfg.prompt, cfg.model)
                for q, ctx in zip(questions, contexts.passages)]
-    lengths = [len(ids) for ids in lm.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-    batches = plan_batches(lengths, cfg.generation.batch_size)
+    token_ids = lm.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    batches = plan_batches([len(ids) for ids in token_ids], cfg.generation.batch_size)
     fingerprint = plan_fingerprint(prompts, batches, cfg.generation, lm.source)
     partial_path = output_dir / PARTIAL_FILE
     done = _read_partial(partial_path, fingerprint)
+    timing["tokenize_seconds"] = time.perf_counter() - clock
     memory.record("tokenize prompts")
 
+    clock = time.perf_counter()
+    # The head every prompt shares (chat template + instruction) is prefilled once for the whole run.
+    prefix = build_prefix_cache(lm.model, token_ids[0][: common_prefix_length(token_ids)], lm.device)
+    timing["shared_prefix_seconds"] = time.perf_counter() - clock
     gen_start = time.perf_counter()
     rows_by_index: dict[int, dict] = {}
     with _start_partial(partial_path, fingerprint, len(batches), done) as partial:
         for b, batch in enumerate(progress(batches) if progress else batches):
             rows = done.get(b)
             if rows is None:
-                outputs = generate_batch(lm.model, lm.tokenizer, [prompts[i] for i in batch], cfg.generation,
-                                         lm.device, seed=cfg.generation.seed + b)
+                outputs = generate_token_batch(lm.model, lm.tokenizer, [token_ids[i] for i in batch],
+                                               cfg.generation, lm.device, prefix=prefix,
+                                               seed=cfg.generation.seed + b, timings=timing)
+                clock = time.perf_counter()
                 rows = [_prediction_row(questions[i], contexts.passages[i], contexts.scores[i], out)
                         for i, out in zip(batch, outputs)]
                 _append_line(partial, {"batch": b, "rows": rows})
+                timing["score_seconds"] = timing.get("score_seconds", 0.0) + time.perf_counter() - clock
             rows_by_index.update(zip(batch, rows))
     generation_seconds = time.perf_counter() - gen_start
     memory.record("generate")
@@ -208,6 +219,7 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
         seconds_per_question=round(generation_seconds / len(rows), 4),
         generated_tokens_per_second=round(new_tokens / generation_seconds, 2) if generation_seconds else 0.0,
         resumed_batches=len(done), num_batches=len(batches),
+        timing={k: round(v, 3) for k, v in timing.items()},
         meta={**stamp(), "config": cfg.to_dict()})
     write_jsonl(output_dir / PREDICTIONS_FILE, rows)
     write_json(output_dir / MEMORY_FILE, memory.to_dict())

@@ -55,35 +55,25 @@ def cut_at_stop(text: str, stop_strings: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def _sampling_kwargs(gen: GenerationConfig) -> dict:
-    if not gen.do_sample:
-        # Unset sampling knobs a model's generation_config may carry, so greedy is plainly greedy.
-        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    return {"do_sample": True, "temperature": gen.temperature, "top_p": gen.top_p, "top_k": gen.top_k or None}
-
-
 def generate_batch(model, tokenizer, prompts: Sequence[str], gen: GenerationConfig, device: str,
                    seed: int = 0) -> list[Generated]:
-    """Generate answers for one batch of rendered prompts (left-padded, stopping at the stop strings)."""
-    import torch
+    """Generate answers for one batch of rendered prompts."""
+    ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    return generate_token_batch(model, tokenizer, ids, gen, device, seed=seed)
+
+
+def generate_token_batch(model, tokenizer, prompt_ids: Sequence[Sequence[int]], gen: GenerationConfig,
+                         device: str, prefix=None, seed: int = 0, timings: dict | None = None) -> list[Generated]:
+    """Answers for prompts given as token ids, optionally sharing a precomputed prefix KV cache."""
+    from components.decoding import decode
 
     start = time.perf_counter()
-    enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-    if gen.do_sample:
-        torch.manual_seed(seed)  # per batch, so a resumed run samples what the first run would have
-    stop = [s for s in gen.stop_strings if s]
-    with torch.inference_mode():
-        out = model.generate(**enc, max_new_tokens=gen.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                             stop_strings=stop or None, tokenizer=tokenizer if stop else None,
-                             **_sampling_kwargs(gen))
-    new_tokens = out[:, enc["input_ids"].shape[1]:]
-    seconds = (time.perf_counter() - start) / len(prompts)
+    outputs = decode(model, tokenizer, prompt_ids, gen, device, prefix=prefix, seed=seed, timings=timings)
+    seconds = (time.perf_counter() - start) / len(prompt_ids)
+    stops = [s for s in gen.stop_strings if s]
     results = []
-    for row in new_tokens.tolist():
-        ids = [t for t in row if t != tokenizer.pad_token_id]
-        if tokenizer.eos_token_id in ids:
-            ids = ids[: ids.index(tokenizer.eos_token_id)]
-        text, stopped = cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), stop)
+    for ids in outputs:
+        text, stopped = cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), stops)
         hit_max = not stopped and len(ids) >= gen.max_new_tokens
         results.append(Generated(text=text.strip(), new_tokens=len(ids), hit_max_new_tokens=hit_max,
                                  seconds=seconds))

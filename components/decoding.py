@@ -1,0 +1,140 @@
+"""A decode loop for short answers: shared-prefix KV reuse and a batch that shrinks as answers finish.
+
+Why not `model.generate`: on CPU most eval time is prefill of a prompt head that every question shares
+(chat template + instruction, ~60% of the tokens) and decode steps spent on sequences that already
+stopped. Here the shared head is run once and its KV cache is copied into every batch; the batch is
+laid out as [shared head | left-padded rest], with position ids from the attention mask so the padding
+in the middle is invisible; finished rows are dropped from the batch and cache at once.
+Greedy outputs match `model.generate` token for token (tests/test_decoding.py).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, \
+    TopPLogitsWarper
+
+from components.config import GenerationConfig
+
+
+@dataclass
+class PrefixCache:
+    ids: list[int]
+    layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), batch size 1
+
+
+def common_prefix_length(token_lists: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix shared by every prompt, leaving each at least one token of its own."""
+    if not token_lists:
+        return 0
+    first, shortest = token_lists[0], min(len(t) for t in token_lists)
+    n = 0
+    while n < shortest - 1 and all(t[n] == first[n] for t in token_lists):
+        n += 1
+    return n
+
+
+@torch.inference_mode()
+def build_prefix_cache(model, prefix_ids: list[int], device: str) -> PrefixCache | None:
+    if not prefix_ids:
+        return None
+    cache = DynamicCache()
+    model(input_ids=torch.tensor([prefix_ids], device=device), past_key_values=cache, use_cache=True)
+    return PrefixCache(ids=list(prefix_ids), layers=[(layer.keys, layer.values) for layer in cache.layers])
+
+
+def _batch_cache(prefix: PrefixCache | None, batch: int) -> DynamicCache:
+    cache = DynamicCache()
+    for i, (keys, values) in enumerate(prefix.layers if prefix else []):
+        cache.update(keys.expand(batch, -1, -1, -1).contiguous(), values.expand(batch, -1, -1, -1).contiguous(), i)
+    return cache
+
+
+def _warpers(gen: GenerationConfig) -> LogitsProcessorList:
+    warpers = LogitsProcessorList()
+    if gen.do_sample:
+        warpers.append(TemperatureLogitsWarper(gen.temperature))
+        if gen.top_k:
+            warpers.append(TopKLogitsWarper(gen.top_k))
+        if gen.top_p < 1.0:
+            warpers.append(TopPLogitsWarper(gen.top_p))
+    return warpers
+
+
+def _left_pad(rests: Sequence[Sequence[int]], pad_id: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rests)
+    ids = torch.full((len(rests), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rests), width), dtype=torch.long)
+    for row, rest in enumerate(rests):
+        ids[row, width - len(rest):] = torch.tensor(rest, dtype=torch.long)
+        mask[row, width - len(rest):] = 1
+    return ids.to(device), mask.to(device)
+
+
+class StopChecker:
+    """Decides when a row's answer has ended: EOS, or a stop string in its decoded tail."""
+
+    def __init__(self, tokenizer, stop_strings: Sequence[str]):
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stop_strings if s]
+        self.eos = {t for t in (tokenizer.eos_token_id, getattr(tokenizer, "pad_token_id", None)) if t is not None}
+
+    def finished(self, ids: list[int]) -> bool:
+        if ids[-1] in self.eos:
+            return True
+        if not self.stops:
+            return False
+        tail = self.tokenizer.decode(ids[-4:], skip_special_tokens=True)  # stops span at most a few tokens
+        return any(s in tail for s in self.stops)
+
+
+@torch.inference_mode()
+def decode(model, tokenizer, prompt_ids: Sequence[Sequence[int]], gen: GenerationConfig, device: str,
+           prefix: PrefixCache | None = None, seed: int = 0, timings: dict | None = None) -> list[list[int]]:
+    """New token ids per prompt (EOS excluded), stopping each row at EOS, a stop string or the budget.
+    `timings`, when given, accumulates prefill_seconds and decode_seconds."""
+    p = len(prefix.ids) if prefix else 0
+    assert prefix is None or all(list(ids[:p]) == prefix.ids for ids in prompt_ids), "prompts must start with the prefix"
+    input_ids, rest_mask = _left_pad([ids[p:] for ids in prompt_ids], tokenizer.pad_token_id, device)
+    batch = len(prompt_ids)
+    mask = torch.cat([torch.ones((batch, p), dtype=torch.long, device=device), rest_mask], dim=1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
+    cache = _batch_cache(prefix, batch)
+    warpers = _warpers(gen)
+    generator = torch.Generator(device=device).manual_seed(seed) if gen.do_sample else None
+    checker = StopChecker(tokenizer, gen.stop_strings)
+    outputs: list[list[int]] = [[] for _ in range(batch)]
+    active = list(range(batch))  # original row of each current batch row
+    clock = time.perf_counter()
+    for step in range(gen.max_new_tokens):
+        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                       use_cache=True).logits[:, -1, :].float()
+        if gen.do_sample:
+            probs = torch.softmax(warpers(None, logits), dim=-1)
+            next_ids = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        else:
+            next_ids = logits.argmax(dim=-1)
+        if timings is not None:
+            now = time.perf_counter()
+            phase = "prefill_seconds" if step == 0 else "decode_seconds"
+            timings[phase] = timings.get(phase, 0.0) + now - clock
+            clock = now
+        keep = []
+        for row, token in enumerate(next_ids.tolist()):
+            outputs[active[row]].append(token)
+            if not checker.finished(outputs[active[row]]):
+                keep.append(row)
+        if not keep:
+            break
+        if len(keep) < len(active):  # drop finished rows from the batch and the cache
+            index = torch.tensor(keep, device=device)
+            cache.batch_select_indices(index)
+            next_ids, mask, positions = next_ids[index], mask[index], positions[index]
+            active = [active[row] for row in keep]
+        input_ids = next_ids.unsqueeze(1)
+        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=1)
+        positions = positions[:, -1:] + 1
+    return [ids[:-1] if ids and ids[-1] in checker.eos else ids for ids in outputs]
