@@ -151,7 +151,7 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     device = resolve_device(cfg)
     quant = quantization_config(cfg, device)
     kwargs = dict(dtype=resolve_dtype(cfg, device), trust_remote_code=cfg.trust_remote_code,
-                  use_safetensors=None if quant else True)
+                  use_safetensors=True)
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map={"": 0})
     try:
