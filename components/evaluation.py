@@ -19,6 +19,7 @@ from typing import Callable
 from components import schema
 from components.config import AppConfig
 from components.errors import UserError
+from components.indexing import INDEX_RESULTS_FILE, INDEX_SUBDIR
 from components.fileio import read_json, read_jsonl, write_json, write_jsonl
 from components.decoding import build_prefix_cache, common_prefix_length
 from components.generation import Generated, generate_token_batch, plan_batches, plan_fingerprint
@@ -33,7 +34,6 @@ PARTIAL_FILE = "predictions.partial.jsonl"
 PREDICTIONS_FILE = "predictions.jsonl"
 RESULTS_FILE = "results.json"
 MEMORY_FILE = "memory_usage.json"
-INDEX_RESULTS_FILE = "index_results.json"
 MB = 1024 * 1024
 
 _MODEL_CACHE: dict[str, LoadedModel] = {}
@@ -85,7 +85,7 @@ def build_contexts(cfg: AppConfig, mode: str, questions: list[Question], ingest_
         raise UserError("retriever_context needs an index (run `slm index` first)")
     from components.retrieval import load_retriever
 
-    hits = load_retriever(Path(index_dir) / "index").search([q.question for q in questions], cfg.retriever.top_k)
+    hits = load_retriever(Path(index_dir) / INDEX_SUBDIR).search([q.question for q in questions], cfg.retriever.top_k)
     size = int(read_json(Path(index_dir) / INDEX_RESULTS_FILE)["retriever_index_size_bytes"])
     return Contexts([[corpus[pid] for pid, _ in row] for row in hits], [[s for _, s in row] for row in hits],
                     index_size_bytes=size)
