@@ -1,0 +1,106 @@
+"""Session-wide test isolation and shared fixtures.
+
+Environment (set in pytest_configure, before any test module is imported, so no ClearML config is read
+before it is in place):
+- CLEARML_CACHE_DIR -> a session temp dir: offline sessions land there, never in ~/.clearml.
+- CLEARML_CONFIG_FILE -> a path that does not exist: no user clearml.conf leaks in, so ClearML runs
+  offline (clearml_tasks._mode then writes its own offline conf and repoints the variable itself).
+- CLEARML_API_HOST / CLEARML_OFFLINE_MODE removed.
+- OMP_NUM_THREADS=1 unless already set: on this 2-core machine other processes often load the CPU, and
+  torch's multi-threaded kernels then spin-wait on descheduled threads (measured: one 2-prompt batch
+  took ~50 s with 2 threads under load vs ~2.5 s with 1). Every test and the subprocesses they start see
+  the same setting, so runs compared with each other use the same numerics.
+SLM_CACHE_DIR is left alone on purpose: the converted demo model is cached under ~/.cache/slm-experiments.
+
+Fixtures here are namespaced (`demo_ingest_dir`, `demo_index_dir`, `shared_data`) and only the env
+isolation is autouse.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_SESSION: dict[str, str] = {}
+_REMOVED = ("CLEARML_API_HOST", "CLEARML_OFFLINE_MODE")
+
+
+def pytest_configure(config):
+    base = Path(tempfile.mkdtemp(prefix="slm-tests-"))
+    _SESSION["base"] = str(base)
+    _SESSION["CLEARML_CACHE_DIR"] = str(base / "clearml-cache")
+    _SESSION["CLEARML_CONFIG_FILE"] = str(base / "no-such-clearml.conf")  # never created
+    os.environ["CLEARML_CACHE_DIR"] = _SESSION["CLEARML_CACHE_DIR"]
+    os.environ["CLEARML_CONFIG_FILE"] = _SESSION["CLEARML_CONFIG_FILE"]
+    for name in _REMOVED:
+        os.environ.pop(name, None)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_unconfigure(config):
+    base = _SESSION.get("base")
+    if base and not os.environ.get("SLM_KEEP_TEST_TMP"):
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _clearml_env_isolation():
+    """Undo, after each test, the env changes the code under test makes on its own, which would otherwise
+    leak into later tests and the subprocesses they start: resolve_mode repoints CLEARML_CONFIG_FILE at
+    its offline conf, and the SDK's Task.set_offline(True) sets CLEARML_OFFLINE_MODE. Values that other
+    fixtures set deliberately are left alone."""
+    before_conf = os.environ.get("CLEARML_CONFIG_FILE")
+    before_offline = os.environ.get("CLEARML_OFFLINE_MODE")
+    yield
+    now = os.environ.get("CLEARML_CONFIG_FILE", "")
+    if now != before_conf and Path(now).name == "clearml-offline.conf":
+        _restore("CLEARML_CONFIG_FILE", before_conf)
+    if before_offline is None and os.environ.get("CLEARML_OFFLINE_MODE") is not None:
+        _restore("CLEARML_OFFLINE_MODE", None)
+
+
+def _restore(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def clearml_cache_dir() -> Path:
+    return Path(_SESSION["CLEARML_CACHE_DIR"])
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """/work/shared/data (the datasets shared between checkouts); skipped where it is absent."""
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"shared data folder {path} not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_ingest_dir(tmp_path_factory) -> Path:
+    """The built-in demo dataset (42 questions, 66 passages), ingested once per session."""
+    from components.config import DatasetConfig
+    from components.ingest import run_ingest
+
+    out = tmp_path_factory.mktemp("demo_ingest")
+    run_ingest(DatasetConfig(), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_index_dir(tmp_path_factory, demo_ingest_dir) -> Path:
+    """A BM25 index (default retriever config) over the demo passages, built once per session."""
+    from components.config import RetrieverConfig
+    from components.indexing import run_index
+
+    out = tmp_path_factory.mktemp("demo_index")
+    run_index(RetrieverConfig(), demo_ingest_dir, out)
+    return out

@@ -1,0 +1,347 @@
+"""The ClearML layer with the real SDK in offline mode: one offline session per executed step, with the
+stage's parameter sections, the seed-000 single values, the "Final Metrics" table and the artifacts;
+the local runner's step cache; `--no-clearml`; an unreachable server; secrets never written.
+
+Offline session layout (NOTES.md): $CLEARML_CACHE_DIR/offline/<task-id>/{task.json, metrics.jsonl, ...};
+each line of metrics.jsonl is a JSON list of events; report_single_value(name, v) is metric "Summary",
+variant name; report_table(title, ...) is an event of type "plot" whose metric is the title.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from clearml_tasks._mode import resolve_mode
+from components.errors import UserError
+from components.fileio import read_json
+from components.overrides import build_config
+from pipelines.dag import STAGE_SECTIONS, single_eval_dag
+from pipelines.local import StepOutcome, run_local
+
+SEED_KEYS = ("token_recall", "num_examples", "model_size_bytes", "model_size_mb", "retriever_index_size_bytes",
+             "retriever_index_size_mb", "cpu_ram_used_mb", "gpu_ram_used_mb", "gpu_ram_peak_mb",
+             "reserved_gpu_ram_mb", "duration_seconds")
+SINGLE_VALUE_ITER = -2147483648
+AWS_SECRET = f"aws-{uuid.uuid4().hex}"
+CLEARML_SECRET = f"cml-{uuid.uuid4().hex}"
+
+
+@dataclass
+class OfflineRuns:
+    output_dir: Path
+    first: list[StepOutcome]
+    first_seconds: float
+    second: list[StepOutcome]
+    second_seconds: float
+    changed: list[StepOutcome]  # generation.max_new_tokens changed
+
+
+def _by_name(outcomes: list[StepOutcome]) -> dict[str, StepOutcome]:
+    return {o.name: o for o in outcomes}
+
+
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory, clearml_cache_dir) -> OfflineRuns:
+    """`slm eval --offline experiment.max_samples=4` three times: fresh, unchanged, max_new_tokens changed.
+    Secrets sit in the environment the whole time."""
+    out = tmp_path_factory.mktemp("offline_run")
+    args = ["experiment.max_samples=4", f"experiment.output_dir={out}"]
+    # resolve_mode repoints CLEARML_CONFIG_FILE and the SDK's Task.set_offline sets CLEARML_OFFLINE_MODE,
+    # both in os.environ: put them back afterwards so later tests start clean
+    saved = {k: os.environ.get(k) for k in ("CLEARML_CONFIG_FILE", "CLEARML_OFFLINE_MODE")}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+        mp.setenv("CLEARML_API_SECRET_KEY", CLEARML_SECRET)
+        mode = resolve_mode("offline")
+        assert mode == "offline"
+        cfg = build_config(args)
+        started = time.perf_counter()
+        first = run_local(single_eval_dag("no_context"), cfg, mode)
+        first_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        second = run_local(single_eval_dag("no_context"), cfg, mode)
+        second_seconds = time.perf_counter() - started
+        print(f"\nfirst run {first_seconds:.2f} s, step-cached re-run {second_seconds:.3f} s")
+        changed = run_local(single_eval_dag("no_context"), build_config(args + ["generation.max_new_tokens=4"]),
+                            mode)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    return OfflineRuns(out, first, first_seconds, second, second_seconds, changed)
+
+
+def _task(outcome: StepOutcome) -> dict:
+    return json.loads((Path(outcome.results["session_dir"]) / "task.json").read_text(encoding="utf-8"))
+
+
+def _events(outcome: StepOutcome) -> list[dict]:
+    events = []
+    for line in (Path(outcome.results["session_dir"]) / "metrics.jsonl").read_text().splitlines():
+        if line.strip():
+            batch = json.loads(line)
+            assert isinstance(batch, list)
+            events += batch
+    return events
+
+
+def _artifacts(outcome: StepOutcome) -> dict[str, dict]:
+    return {a["key"]: a for a in _task(outcome)["execution"]["artifacts"]}
+
+
+def _param(task: dict, section: str, name: str) -> str:
+    return task["hyperparams"][section][name]["value"]
+
+
+@pytest.mark.slow
+def test_every_step_has_an_offline_session(offline, clearml_cache_dir):
+    assert [(o.name, o.status) for o in offline.first] == [("ingest", "ran"), ("eval", "ran")]
+    sessions = set()
+    for o in offline.first:
+        session = Path(o.results["session_dir"])
+        assert session.parent == clearml_cache_dir / "offline"
+        assert session.name == o.results["task_id"]
+        assert (session / "task.json").is_file() and (session / "metrics.jsonl").is_file()
+        assert session.with_suffix(".zip").is_file()  # what Task.import_offline_session takes
+        task = _task(o)
+        assert task["id"] == o.results["task_id"]
+        assert task["name"] == o.name
+        sessions.add(session)
+    assert len(sessions) == 2
+
+
+@pytest.mark.slow
+def test_ingest_session_parameters(offline):
+    task = _task(_by_name(offline.first)["ingest"])
+    assert set(task["hyperparams"]) - {"inputs"} == set(STAGE_SECTIONS["ingest"]) == {"dataset"}
+    assert _param(task, "dataset", "path") == "builtin:demo"
+    assert _param(task, "dataset", "name") == "demo"
+    assert _param(task, "dataset", "test_fraction") == "0.2"
+
+
+@pytest.mark.slow
+def test_eval_session_parameters(offline):
+    task = _task(_by_name(offline.first)["eval"])
+    assert set(task["hyperparams"]) == set(STAGE_SECTIONS["eval"]) | {"inputs"}
+    assert set(STAGE_SECTIONS["eval"]) == {"experiment", "model", "retriever", "prompt", "generation"}
+    assert _param(task, "experiment", "max_samples") == "4"
+    assert _param(task, "experiment", "mode") == "no_context"
+    assert _param(task, "experiment", "output_dir") == str(offline.output_dir)
+    assert _param(task, "generation", "max_new_tokens") == "32"
+    assert _param(task, "model", "name") == "smollm2_135m_gguf"
+    assert _param(task, "retriever", "kind") == "bm25"
+    assert "{question}" in _param(task, "prompt", "no_context")
+    assert _param(task, "inputs", "ingest") == str(offline.output_dir / "ingest")
+    # the re-run with another max_new_tokens records the new value in its own session
+    changed = _task(_by_name(offline.changed)["eval"])
+    assert _param(changed, "generation", "max_new_tokens") == "4"
+
+
+@pytest.mark.slow
+def test_eval_single_values_and_final_metrics(offline):
+    eval_step = _by_name(offline.first)["eval"]
+    results = read_json(Path(_artifacts(eval_step)["results"]["uri"]))  # that run's results.json
+    assert {k: v for k, v in results.items() if k != "meta"} == {
+        k: v for k, v in eval_step.results.items() if k not in ("task_id", "session_dir")}
+    events = _events(eval_step)
+    singles = {e["variant"]: e["value"] for e in events
+               if e["type"] == "training_stats_scalar" and e["metric"] == "Summary" and e["iter"] == SINGLE_VALUE_ITER}
+    for key in SEED_KEYS:
+        assert key in singles, key
+        assert singles[key] == pytest.approx(results[key]), key
+    assert singles["num_examples"] == 4
+    plots = [e for e in events if e["type"] == "plot" and e["metric"] == "Final Metrics"]
+    assert len(plots) == 1 and plots[0]["variant"] == "Summary"
+    cells = json.loads(plots[0]["plot_str"])["data"][0]["cells"]["values"]
+    table = dict(zip(cells[0], cells[1]))
+    for key in SEED_KEYS:
+        assert float(table[key]) == pytest.approx(results[key]), key
+
+
+@pytest.mark.slow
+def test_ingest_single_values(offline):
+    ingest = _by_name(offline.first)["ingest"]
+    singles = {e["variant"]: e["value"] for e in _events(ingest) if e.get("metric") == "Summary"}
+    assert singles["num_questions"] == 42 and singles["num_passages"] == 66
+
+
+@pytest.mark.slow
+def test_eval_artifacts(offline):
+    eval_step = _by_name(offline.first)["eval"]
+    artifacts = _artifacts(eval_step)
+    assert {"memory_usage", "predictions", "results", "output"} <= set(artifacts)
+    memory = read_json(Path(artifacts["memory_usage"]["uri"]))
+    assert memory["detailed_log"] and "peak_usage" in memory
+    assert {"load model", "generate"} <= {e["operation"] for e in memory["detailed_log"]}
+    predictions = Path(artifacts["predictions"]["uri"]).read_text(encoding="utf-8").splitlines()
+    assert len(predictions) == 4
+    with zipfile.ZipFile(artifacts["output"]["uri"]) as z:
+        names = set(z.namelist())
+    assert {"results.json", "predictions.jsonl", "memory_usage.json"} <= names
+
+
+@pytest.mark.slow
+def test_ingest_artifacts(offline):
+    artifacts = _artifacts(_by_name(offline.first)["ingest"])
+    assert {"questions", "passages", "train", "test", "output"} <= set(artifacts)
+    assert len(Path(artifacts["questions"]["uri"]).read_text().splitlines()) == 42
+
+
+@pytest.mark.slow
+def test_eval_output_artifact_holds_only_the_eval_outputs(offline):
+    """`slm eval` puts eval's outputs in experiment.output_dir itself, next to the ingest/ (and index/)
+    step folders; the eval task's `output` artifact should not re-upload its parents' folders."""
+    artifacts = _artifacts(_by_name(offline.first)["eval"])
+    with zipfile.ZipFile(artifacts["output"]["uri"]) as z:
+        names = z.namelist()
+    parents = sorted(n for n in names if n.startswith(("ingest/", "index/")))
+    assert parents == [], f"eval's output artifact also carries its parents' folders: {parents}"
+
+
+@pytest.mark.slow
+def test_step_cache(offline):
+    assert [(o.name, o.status) for o in offline.second] == [("ingest", "cached"), ("eval", "cached")]
+    for first, again in zip(offline.first, offline.second):
+        assert again.results == first.results  # served from .step.json, same session ids
+    print(f"first {offline.first_seconds:.2f} s, cached {offline.second_seconds:.3f} s")
+    assert offline.second_seconds * 10 <= offline.first_seconds
+
+
+@pytest.mark.slow
+def test_changed_generation_reruns_eval_not_ingest(offline):
+    assert [(o.name, o.status) for o in offline.changed] == [("ingest", "cached"), ("eval", "ran")]
+    first_eval, new_eval = _by_name(offline.first)["eval"], _by_name(offline.changed)["eval"]
+    assert new_eval.results["session_dir"] and new_eval.results["session_dir"] != first_eval.results["session_dir"]
+    assert new_eval.results["num_examples"] == 4
+    assert read_json(offline.output_dir / "results.json")["meta"]["config"]["generation"]["max_new_tokens"] == 4
+
+
+def _files_containing(root: Path, needles: list[str]) -> list[str]:
+    hits = []
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        blobs = [(str(path), data)]
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                blobs += [(f"{path}!{n}", z.read(n)) for n in z.namelist()]
+        hits += [name for name, blob in blobs for s in needles if s.encode() in blob]
+    return hits
+
+
+@pytest.mark.slow
+def test_secrets_are_written_nowhere(offline):
+    """Secret keys in the environment end up in no output file, offline session file or zip member."""
+    sessions = [Path(o.results["session_dir"]) for o in offline.first + offline.changed if o.status == "ran"]
+    assert len(sessions) == 3
+    scanned = 0
+    for root in [offline.output_dir, *sessions]:
+        assert root.is_dir(), root
+        hits = _files_containing(root, [AWS_SECRET, CLEARML_SECRET])
+        assert hits == [], hits
+        scanned += sum(1 for p in root.rglob("*") if p.is_file())
+    for session in sessions:
+        zipped = session.with_suffix(".zip")
+        with zipfile.ZipFile(zipped) as z:
+            for name in z.namelist():
+                data = z.read(name)
+                assert AWS_SECRET.encode() not in data and CLEARML_SECRET.encode() not in data, name
+    assert scanned >= 10
+
+
+@pytest.mark.slow
+def test_no_clearml_creates_no_session(tmp_path, clearml_cache_dir):
+    offline_dir = clearml_cache_dir / "offline"
+    before = sorted(os.listdir(offline_dir)) if offline_dir.is_dir() else []
+    mode = resolve_mode("none")
+    assert mode == "none"
+    cfg = build_config(["experiment.max_samples=2", "generation.max_new_tokens=4", f"experiment.output_dir={tmp_path}"])
+    outcomes = run_local(single_eval_dag("no_context"), cfg, mode)
+    assert [o.status for o in outcomes] == ["ran", "ran"]
+    assert all(o.results["session_dir"] == "" and o.results["task_id"] == "" for o in outcomes)
+    assert read_json(tmp_path / "results.json")["num_examples"] == 2
+    after = sorted(os.listdir(offline_dir)) if offline_dir.is_dir() else []
+    assert after == before
+
+
+# --- tracking mode resolution ----------------------------------------------------------------------
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_is_a_fast_user_error(monkeypatch):
+    host = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.delenv("CLEARML_OFFLINE_MODE", raising=False)
+    monkeypatch.setenv("CLEARML_API_HOST", host)
+    started = time.perf_counter()
+    with pytest.raises(UserError) as e:
+        resolve_mode("auto")
+    elapsed = time.perf_counter() - started
+    assert elapsed < 6, elapsed
+    assert host in str(e.value) and "--offline" in str(e.value)
+
+
+def test_silent_server_is_a_user_error_within_the_ping_timeout(monkeypatch):
+    """A server that accepts the connection and never answers must not hang the run."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        host = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        monkeypatch.delenv("CLEARML_OFFLINE_MODE", raising=False)
+        monkeypatch.setenv("CLEARML_API_HOST", host)
+        started = time.perf_counter()
+        with pytest.raises(UserError, match="--offline") as e:
+            resolve_mode("auto")
+        elapsed = time.perf_counter() - started
+    assert elapsed < 8, elapsed
+    assert host in str(e.value)
+
+
+def test_no_configuration_means_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLM_CACHE_DIR", str(tmp_path / "slm-cache"))  # the offline conf goes here
+    no_conf = os.environ["CLEARML_CONFIG_FILE"]
+    monkeypatch.setenv("CLEARML_CONFIG_FILE", no_conf)  # resolve_mode repoints it; restored afterwards
+    monkeypatch.delenv("CLEARML_OFFLINE_MODE", raising=False)
+    monkeypatch.delenv("CLEARML_API_HOST", raising=False)
+    assert resolve_mode("auto") == "offline"
+    assert Path(os.environ["CLEARML_CONFIG_FILE"]) == tmp_path / "slm-cache" / "clearml-offline.conf"
+    monkeypatch.setenv("CLEARML_CONFIG_FILE", no_conf)
+    monkeypatch.setenv("CLEARML_API_HOST", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("CLEARML_OFFLINE_MODE", "1")
+    assert resolve_mode("auto") == "offline"  # forced offline: the server is not even pinged
+    assert resolve_mode("none") == "none"
+
+
+@pytest.mark.parametrize("with_user_conf", [False, True])
+def test_resolving_twice_keeps_the_offline_conf_loadable(tmp_path, monkeypatch, with_user_conf):
+    """resolve_mode repoints CLEARML_CONFIG_FILE at its own offline conf; a second call in the same process
+    (or in a child that inherits the variable) must not make that file include itself."""
+    from clearml.utilities.pyhocon import ConfigFactory
+
+    monkeypatch.setenv("SLM_CACHE_DIR", str(tmp_path / "slm-cache"))  # never touch the shared cache's conf
+    user_conf = tmp_path / "user-clearml.conf"
+    if with_user_conf:
+        user_conf.write_text('api { api_server: "http://clearml.example:8008" }\n')
+    monkeypatch.setenv("CLEARML_CONFIG_FILE", str(user_conf))
+    assert resolve_mode("offline") == "offline"
+    assert resolve_mode("offline") == "offline"
+    conf_path = os.environ["CLEARML_CONFIG_FILE"]
+    text = Path(conf_path).read_text()
+    assert f'include file("{conf_path}")' not in text, f"{conf_path} includes itself:\n{text}"
+    conf = ConfigFactory.parse_file(conf_path)
+    assert conf.get("sdk.development.report_use_subprocess") is False
+    if with_user_conf:
+        assert conf.get("api.api_server") == "http://clearml.example:8008"
