@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from components.errors import UserError
+from components.fileio import write_text
 from components.models import cache_root
 
 PING_TIMEOUT_SECONDS = 5.0
@@ -21,8 +22,19 @@ PING_TIMEOUT_SECONDS = 5.0
 OFFLINE_CONF = "sdk { development { report_use_subprocess: false } }\n"
 
 
+USER_CONF_ENV = "SLM_USER_CLEARML_CONFIG"  # the user's own file, remembered once we repoint the SDK
+
+
+def offline_config_path() -> Path:
+    return cache_root() / "clearml-offline.conf"
+
+
 def user_config_file() -> Path | None:
-    path = Path(os.environ.get("CLEARML_CONFIG_FILE", Path.home() / "clearml.conf")).expanduser()
+    """The user's clearml.conf (never our generated offline layer, which includes it)."""
+    chosen = os.environ.get(USER_CONF_ENV) or os.environ.get("CLEARML_CONFIG_FILE") or Path.home() / "clearml.conf"
+    path = Path(chosen).expanduser()
+    if path.resolve() == offline_config_path().resolve():
+        return None
     return path if path.is_file() else None
 
 
@@ -53,11 +65,12 @@ def server_answers(host: str, timeout: float = PING_TIMEOUT_SECONDS) -> bool:
 def _use_offline_config() -> None:
     """Point the SDK at a config that keeps offline close() fast, layered over the user's own file."""
     user_conf = user_config_file()
-    path = cache_root() / "clearml-offline.conf"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = offline_config_path()
     include = f'include file("{user_conf}")\n' if user_conf else ""
     if not path.is_file() or path.read_text() != include + OFFLINE_CONF:
-        path.write_text(include + OFFLINE_CONF)
+        write_text(path, include + OFFLINE_CONF)  # atomic: a concurrent run never reads half a file
+    if user_conf:
+        os.environ[USER_CONF_ENV] = str(user_conf)
     os.environ["CLEARML_CONFIG_FILE"] = str(path)
 
 

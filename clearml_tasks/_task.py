@@ -6,9 +6,12 @@ inputs are parent task ids) execute.
 """
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from components.config import AppConfig
 from components.fileio import write_json
@@ -31,6 +34,21 @@ def connect_config(tracker: NullTracker, cfg: AppConfig, sections: tuple[str, ..
     return apply_flat(cfg, edited) if edited else cfg
 
 
+@contextmanager
+def own_outputs(output_dir: Path) -> Iterator[Path]:
+    """A folder with only the stage's own outputs: `slm eval` writes its files beside its parents' step
+    folders, which must not be uploaded again under the eval task."""
+    nested = {p for p in output_dir.iterdir() if p.is_dir() and (p / ".step.json").is_file()}
+    if not nested:
+        yield output_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="slm-artifact-") as tmp:
+        for item in set(output_dir.iterdir()) - nested:
+            target = Path(tmp) / item.name
+            shutil.copytree(item, target) if item.is_dir() else shutil.copy2(item, target)
+        yield Path(tmp)
+
+
 def resolve_input(name: str, value: str) -> Path:
     """A parent's output: a local folder (local runner) or the `output` artifact of a task id (agent)."""
     if Path(value).is_dir():
@@ -51,7 +69,8 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json(output_dir / "config.json", cfg.to_dict())
         results = body(cfg, input_dirs, output_dir, tracker)
-        tracker.upload_artifact(OUTPUT_ARTIFACT, output_dir)
+        with own_outputs(output_dir) as folder:
+            tracker.upload_artifact(OUTPUT_ARTIFACT, folder)
         return {**results, "task_id": tracker.task_id,
                 "session_dir": str(tracker.session_dir) if tracker.session_dir else ""}
     finally:

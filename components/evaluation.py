@@ -134,7 +134,7 @@ def _prediction_row(q: Question, passages: list[Passage], scores: list[float], g
             "context_ids": [p.id for p in passages], "context_scores": [round(s, 4) for s in scores],
             "context_has_answer": bool(passages) and any(g and g in context_text for g in golds),
             "new_tokens": gen.new_tokens, "hit_max_new_tokens": gen.hit_max_new_tokens,
-            "seconds": round(gen.seconds, 4), **score_prediction(gen.text, q.answers)}
+            **score_prediction(gen.text, q.answers)}
 
 
 def summarize(rows: list[dict], mode: str) -> dict:
@@ -176,7 +176,8 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
                for q, ctx in zip(questions, contexts.passages)]
     token_ids = lm.tokenizer(prompts, add_special_tokens=False)["input_ids"]
     batches = plan_batches([len(ids) for ids in token_ids], cfg.generation.batch_size)
-    fingerprint = plan_fingerprint(prompts, batches, cfg.generation, lm.source)
+    fingerprint = plan_fingerprint(prompts, batches, cfg.generation, lm.source,
+                                   scored_against=[[q.id, q.answers] for q in questions])
     partial_path = output_dir / PARTIAL_FILE
     done = _read_partial(partial_path, fingerprint)
     timing["tokenize_seconds"] = time.perf_counter() - clock

@@ -42,10 +42,12 @@ def plan_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int 
 
 
 def plan_fingerprint(prompts: Sequence[str], batches: Sequence[Sequence[int]], gen: GenerationConfig,
-                     model_source: str) -> str:
-    """Identifies everything a batch's outputs depend on; a resume is only valid under the same one."""
+                     model_source: str, scored_against: Sequence = ()) -> str:
+    """Identifies everything a finished batch's rows depend on (prompts, plan, decoding, model, and what
+    they were scored against); a resume is only valid under the same one."""
     payload = json.dumps({"prompts": list(prompts), "batches": [list(b) for b in batches],
-                          "generation": gen.__dict__, "model": model_source}, sort_keys=True)
+                          "generation": gen.__dict__, "model": model_source,
+                          "scored_against": list(scored_against)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

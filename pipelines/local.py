@@ -51,14 +51,23 @@ def _input_identity(cfg: AppConfig) -> str:
 
 
 # Fields a stage connects (so the UI shows them) whose value cannot change that stage's output.
-CACHE_IGNORED = {"index": {"retriever": ("top_k",)}}
+CACHE_IGNORED = {"index": {"retriever": ("top_k",)},
+                 "eval": {"experiment": ("name", "modes", "output_dir")}}
 
 
-def cache_key(step: StepSpec, cfg: AppConfig, parent_keys: dict[str, str]) -> str:
+def cache_sections(step: StepSpec, cfg: AppConfig) -> dict:
+    """The config a step's output depends on."""
     data = cfg.to_dict()
     for section, fields in CACHE_IGNORED.get(step.stage, {}).items():
         data[section] = {k: v for k, v in data[section].items() if k not in fields}
-    payload = {"stage": step.stage, "sections": {s: data[s] for s in STAGE_SECTIONS[step.stage]},
+    sections = {s: data[s] for s in STAGE_SECTIONS[step.stage]}
+    if step.stage == "eval" and cfg.experiment.mode != "retriever_context":
+        sections.pop("retriever")  # only retrieval reads it
+    return sections
+
+
+def cache_key(step: StepSpec, cfg: AppConfig, parent_keys: dict[str, str]) -> str:
+    payload = {"stage": step.stage, "sections": cache_sections(step, cfg),
                "parents": {p: parent_keys[p] for p in step.parents}}
     if step.stage == "ingest":
         payload["input"] = _input_identity(cfg)
