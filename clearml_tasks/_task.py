@@ -35,10 +35,11 @@ def connect_config(tracker: NullTracker, cfg: AppConfig, sections: tuple[str, ..
 
 
 @contextmanager
-def own_outputs(output_dir: Path) -> Iterator[Path]:
-    """A folder with only the stage's own outputs: `slm eval` writes its files beside its parents' step
-    folders, which must not be uploaded again under the eval task."""
-    nested = {p for p in output_dir.iterdir() if p.is_dir() and (p / ".step.json").is_file()}
+def own_outputs(output_dir: Path, exclude: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A folder with only the stage's own outputs, less `exclude`: `slm eval` writes its files beside its
+    parents' step folders, which must not be uploaded again under the eval task."""
+    nested = {p for p in output_dir.iterdir()
+              if p.name in exclude or (p.is_dir() and (p / ".step.json").is_file())}
     if not nested:
         yield output_dir
         return
@@ -59,7 +60,8 @@ def resolve_input(name: str, value: str) -> Path:
 
 
 def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str], output_dir: Path,
-              mode: str, task_name: str = "", detect_repository: bool = False) -> dict:
+              mode: str, task_name: str = "", detect_repository: bool = False,
+              upload_exclude: tuple[str, ...] = ()) -> dict:
     tracker = make_tracker(mode, cfg.clearml.project, task_name or stage, stage, cfg.clearml.output_uri,
                            cfg.clearml.tags, local_run=not detect_repository)
     try:
@@ -69,7 +71,7 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json(output_dir / "config.json", cfg.to_dict())
         results = body(cfg, input_dirs, output_dir, tracker)
-        with own_outputs(output_dir) as folder:
+        with own_outputs(output_dir, upload_exclude) as folder:
             tracker.upload_artifact(OUTPUT_ARTIFACT, folder)
         return {**results, "task_id": tracker.task_id,
                 "session_dir": str(tracker.session_dir) if tracker.session_dir else ""}
@@ -77,7 +79,7 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
         tracker.close()
 
 
-def main(stage: str, body: StageBody, argv: list[str] | None = None) -> int:
+def main(stage: str, body: StageBody, argv: list[str] | None = None, upload_exclude: tuple[str, ...] = ()) -> int:
     """Entry of `python clearml_tasks/<stage>.py [overrides]`, as an agent runs a template."""
     from pipelines.cli import run_guarded
 
@@ -85,7 +87,8 @@ def main(stage: str, body: StageBody, argv: list[str] | None = None) -> int:
         cfg = build_config(sys.argv[1:] if argv is None else argv)
         output_dir = Path(cfg.experiment.resolved_output_dir()) / stage
         inputs = {name: "" for name in STAGE_INPUTS[stage]}
-        run_stage(stage, body, cfg, inputs, output_dir, resolve_mode("auto"), detect_repository=True)
+        run_stage(stage, body, cfg, inputs, output_dir, resolve_mode("auto"), detect_repository=True,
+                  upload_exclude=upload_exclude)
         return 0
 
     return run_guarded(go)

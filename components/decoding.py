@@ -91,37 +91,73 @@ class StopChecker:
         return any(s in tail for s in self.stops)
 
 
+def _forward(model, input_ids, mask, positions, cache) -> torch.Tensor:
+    """Next-token logits (the LM head runs on the last position only)."""
+    return model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                 use_cache=True, logits_to_keep=1).logits[:, -1, :].float()
+
+
+def _insert_gap(t: torch.Tensor, at: int, width: int, dim: int) -> torch.Tensor:
+    if width == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = width
+    head, tail = t.narrow(dim, 0, at), t.narrow(dim, at, t.shape[dim] - at)
+    return torch.cat([head, t.new_zeros(shape), tail], dim=dim)
+
+
+def _prefill(model, rests: Sequence[Sequence[int]], prefix: PrefixCache | None, pad_id: int, device: str,
+             chunk_rows: int):
+    """Prefill in chunks of similar length (the plan sorts a batch by length), so short prompts are not
+    padded to the longest one in the batch; the chunks' caches are then joined with masked gaps after the
+    shared prefix: row layout [prefix | gap | own tokens]. Returns (cache, mask, next positions, logits)."""
+    p = len(prefix.ids) if prefix else 0
+    parts = []
+    for start in range(0, len(rests), chunk_rows):
+        ids, rest_mask = _left_pad(rests[start:start + chunk_rows], pad_id, device)
+        mask = torch.cat([torch.ones((len(ids), p), dtype=torch.long, device=device), rest_mask], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
+        cache = _batch_cache(prefix, len(ids))
+        parts.append((cache, mask, _forward(model, ids, mask, positions, cache)))
+    width = max(mask.shape[1] for _, mask, _ in parts)
+    joined = DynamicCache()
+    for layer in range(len(parts[0][0].layers)):
+        keys = [_insert_gap(c.layers[layer].keys, p, width - m.shape[1], 2) for c, m, _ in parts]
+        values = [_insert_gap(c.layers[layer].values, p, width - m.shape[1], 2) for c, m, _ in parts]
+        joined.update(torch.cat(keys), torch.cat(values), layer)
+    mask = torch.cat([_insert_gap(m, p, width - m.shape[1], 1) for _, m, _ in parts])
+    return joined, mask, mask.sum(-1, keepdim=True), torch.cat([logits for _, _, logits in parts])
+
+
 @torch.inference_mode()
 def decode(model, tokenizer, prompt_ids: Sequence[Sequence[int]], gen: GenerationConfig, device: str,
-           prefix: PrefixCache | None = None, seed: int = 0, timings: dict | None = None) -> list[list[int]]:
+           prefix: PrefixCache | None = None, seed: int = 0, timings: dict | None = None,
+           prefill_chunk_rows: int = 16) -> list[list[int]]:
     """New token ids per prompt (EOS excluded), stopping each row at EOS, a stop string or the budget.
     `timings`, when given, accumulates prefill_seconds and decode_seconds."""
     p = len(prefix.ids) if prefix else 0
     assert prefix is None or all(list(ids[:p]) == prefix.ids for ids in prompt_ids), "prompts must start with the prefix"
-    input_ids, rest_mask = _left_pad([ids[p:] for ids in prompt_ids], tokenizer.pad_token_id, device)
-    batch = len(prompt_ids)
-    mask = torch.cat([torch.ones((batch, p), dtype=torch.long, device=device), rest_mask], dim=1)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
-    cache = _batch_cache(prefix, batch)
+    clock = time.perf_counter()
+    cache, mask, positions, logits = _prefill(model, [ids[p:] for ids in prompt_ids], prefix,
+                                              tokenizer.pad_token_id, device, prefill_chunk_rows)
     warpers = _warpers(gen)
     generator = torch.Generator(device=device).manual_seed(seed) if gen.do_sample else None
     checker = StopChecker(tokenizer, gen.stop_strings)
-    outputs: list[list[int]] = [[] for _ in range(batch)]
-    active = list(range(batch))  # original row of each current batch row
-    clock = time.perf_counter()
+    outputs: list[list[int]] = [[] for _ in prompt_ids]
+    active = list(range(len(prompt_ids)))  # original row of each current batch row
     for step in range(gen.max_new_tokens):
-        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                       use_cache=True).logits[:, -1, :].float()
-        if gen.do_sample:
-            probs = torch.softmax(warpers(None, logits), dim=-1)
-            next_ids = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        else:
-            next_ids = logits.argmax(dim=-1)
+        if step:
+            logits = _forward(model, next_ids.unsqueeze(1), mask, positions, cache)
+            positions = positions + 1
         if timings is not None:
             now = time.perf_counter()
-            phase = "prefill_seconds" if step == 0 else "decode_seconds"
+            phase = "decode_seconds" if step else "prefill_seconds"
             timings[phase] = timings.get(phase, 0.0) + now - clock
             clock = now
+        if gen.do_sample:
+            next_ids = torch.multinomial(torch.softmax(warpers(None, logits), dim=-1), 1, generator=generator)[:, 0]
+        else:
+            next_ids = logits.argmax(dim=-1)
         keep = []
         for row, token in enumerate(next_ids.tolist()):
             outputs[active[row]].append(token)
@@ -134,7 +170,5 @@ def decode(model, tokenizer, prompt_ids: Sequence[Sequence[int]], gen: Generatio
             cache.batch_select_indices(index)
             next_ids, mask, positions = next_ids[index], mask[index], positions[index]
             active = [active[row] for row in keep]
-        input_ids = next_ids.unsqueeze(1)
         mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=device)], dim=1)
-        positions = positions[:, -1:] + 1
     return [ids[:-1] if ids and ids[-1] in checker.eos else ids for ids in outputs]

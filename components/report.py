@@ -1,6 +1,8 @@
 """Metrics grouped the way the seed system's users read them: quality, sizes, peak memory, other."""
 from __future__ import annotations
 
+import re
+
 QUALITY_PREFIXES = ("token_recall", "legacy_token_recall", "token_f1", "exact_match", "substring_match",
                     "key_info", "length_ratio", "gold_hit@", "answer_hit@", "context_has_answer_rate")
 CATEGORIES = ("quality", "sizes", "peak memory", "other")
@@ -9,7 +11,7 @@ CATEGORIES = ("quality", "sizes", "peak memory", "other")
 def category(name: str) -> str:
     if name.startswith(QUALITY_PREFIXES):
         return "quality"
-    if "ram" in name:
+    if re.search(r"(^|_)ram(_|$)", name):
         return "peak memory"
     if name.endswith(("_bytes", "_mb")):
         return "sizes"

@@ -17,8 +17,9 @@ from typing import Callable
 
 from components.errors import UserError
 
-SUMMARY_COLUMNS = ["step", "status", "seconds", "token_recall", "legacy_token_recall", "token_f1",
-                   "exact_match", "num_examples", "cpu_ram_used_mb"]
+SUMMARY_COLUMNS = ["step", "status", "seconds", "num_examples", "token_recall", "legacy_token_recall", "token_f1",
+                   "exact_match", "gold_hit@5", "train_loss_first", "train_loss_last", "token_f1_base",
+                   "token_f1_tuned", "cpu_ram_used_mb"]
 
 
 def run_guarded(fn: Callable[[], int], debug: bool = False) -> int:
@@ -58,7 +59,7 @@ def _print_and_save_summary(cfg, outcomes) -> None:
     from components.report import format_table
 
     rows = _summary_rows(outcomes)
-    table = format_table(rows, SUMMARY_COLUMNS)
+    table = format_table(rows, [c for c in SUMMARY_COLUMNS if any(c in r for r in rows)])
     root = Path(cfg.experiment.resolved_output_dir())
     write_json(root / "summary.json", rows)
     write_text(root / "summary.txt", table + "\n")

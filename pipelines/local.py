@@ -85,8 +85,8 @@ def cached_results(step_dir: Path, key: str) -> dict | None:
     return data.get("results") if data.get("key") == key else None
 
 
-def stage_body(stage: str) -> Callable:
-    return importlib.import_module(STAGE_MODULES[stage]).body
+def stage_entry(stage: str):
+    return importlib.import_module(STAGE_MODULES[stage])
 
 
 def run_local(steps: list[StepSpec], cfg: AppConfig, mode: str, use_cache: bool = True,
@@ -115,8 +115,9 @@ def run_local(steps: list[StepSpec], cfg: AppConfig, mode: str, use_cache: bool 
         inputs = {name: str(dirs[referenced_step(value)]) for name, value in step.inputs.items()}
         log(f"[{step.name}] running {step.stage} -> {step_dir}")
         try:
-            results = run_stage(step.stage, stage_body(step.stage), scfg, inputs, step_dir, mode,
-                                task_name=step.name)
+            entry = stage_entry(step.stage)
+            results = run_stage(step.stage, entry.body, scfg, inputs, step_dir, mode, task_name=step.name,
+                                upload_exclude=getattr(entry, "UPLOAD_EXCLUDE", ()))
         except UserError as e:
             raise UserError(f"step {step.name} failed: {e}") from None
         except Exception as e:

@@ -39,14 +39,9 @@ SEED_KEYS = ("token_recall", "num_examples", "model_size_bytes", "model_size_mb"
              "retriever_index_size_mb", "cpu_ram_used_mb", "gpu_ram_used_mb", "gpu_ram_peak_mb",
              "reserved_gpu_ram_mb", "duration_seconds")
 PREDICTION_KEYS = ("id", "question", "answers", "prediction", "context_ids", "context_scores",
-                   "context_has_answer", "new_tokens", "hit_max_new_tokens", "seconds", *QA_METRICS)
+                   "context_has_answer", "new_tokens", "hit_max_new_tokens", *QA_METRICS)
 SUBSET_START = 8  # demo-09: see the module docstring
 NUM = 6
-
-
-def _without_timing(rows: list[dict]) -> list[dict]:
-    """Prediction rows minus the per-question wall time, the one field two runs cannot share."""
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
 def _partial_lines(path: Path) -> list[str]:
@@ -267,7 +262,7 @@ def test_resume_after_failure_is_identical(uninterrupted, demo_ingest_dir, tmp_p
     assert len(calls) == 2  # only the two unfinished batches were generated
     assert not (tmp_path / PARTIAL_FILE).exists()
     rows = read_jsonl(tmp_path / PREDICTIONS_FILE)
-    assert _without_timing(rows) == _without_timing(uninterrupted[1])
+    assert rows == uninterrupted[1]
     for key in QA_METRICS:
         assert results[key] == pytest.approx(uninterrupted[0][key])
 
@@ -401,5 +396,5 @@ def test_kill_9_then_rerun_matches_uninterrupted(tmp_path):
     killed_rows = read_jsonl(killed_dir / PREDICTIONS_FILE)
     reference_rows = read_jsonl(reference_dir / PREDICTIONS_FILE)
     assert len(killed_rows) == 12
-    assert _without_timing(killed_rows) == _without_timing(reference_rows)
+    assert killed_rows == reference_rows
     assert not partial.exists()

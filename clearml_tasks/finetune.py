@@ -1,0 +1,62 @@
+"""Finetune template: a LoRA (QLoRA on a CUDA GPU) adapter trained on the ingest stage's training split;
+per-step Trainer logs become scalars, the adapter, trainer state, results and plots artifacts.
+
+Run: python clearml_tasks/finetune.py finetune.max_steps=200   (or `slm finetune`)
+
+Scalars go through the stage's tracker from a TrainerCallback, not through the Trainer's own ClearML
+integration (`report_to=["clearml"]`): the tracker already owns the task, the integration would report
+every scalar a second time, may upload checkpoints (CLEARML_LOG_MODEL), and on a cloned, edited template
+it does not apply the edited hyperparameters (transformers #21822). The Trainer's arguments come from the
+connected `finetune` section instead, so an edited clone trains with the edited values, and the same
+callback works offline and with --no-clearml.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from components.config import AppConfig
+from components.finetune import ADAPTER_DIR, CHECKPOINT_DIR, RESULTS_FILE, TRAINER_STATE_FILE, run_finetune
+from clearml_tasks._task import main
+from clearml_tasks._tracker import NullTracker
+
+STAGE = "finetune"
+# Checkpoints (with optimizer state, ~6x the adapter) only serve resuming on the machine that ran; the
+# `output` artifact children fetch carries the adapter, not them.
+UPLOAD_EXCLUDE = (CHECKPOINT_DIR,)
+
+
+class TrackerScalars(TrainerCallback):
+    """Every numeric value of a Trainer log as a scalar at its global step: one graph per quantity
+    (`loss`, `learning_rate`, `grad_norm`, `epoch`, `tokens_per_second`, ...), series `train` or `eval`,
+    so train and eval loss share a graph. The end-of-training summary goes to the results instead."""
+
+    def __init__(self, tracker: NullTracker):
+        self.tracker = tracker
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "train_loss" in logs:
+            return
+        # An eval log repeats the train log's epoch and token count: only its eval_ values are new.
+        prefix, series = ("eval_", "eval") if any(k.startswith("eval_") for k in logs) else ("", "train")
+        for key, value in logs.items():
+            if key.startswith(prefix) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.tracker.report_scalar(key[len(prefix):], series, float(value), state.global_step)
+
+
+def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -> dict:
+    results = run_finetune(cfg, inputs["ingest"], output_dir, callbacks=[TrackerScalars(tracker)])
+    tracker.report_results({k: v for k, v in results.items() if k != "meta"}, title="Final Metrics")
+    for plot in map(Path, results["plots"]):
+        tracker.report_image("finetune", plot)
+        tracker.upload_artifact(plot.stem, plot)
+    tracker.upload_artifact("adapter", output_dir / ADAPTER_DIR)
+    for name in (TRAINER_STATE_FILE, RESULTS_FILE):
+        tracker.upload_artifact(Path(name).stem, output_dir / name)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main(STAGE, body, upload_exclude=UPLOAD_EXCLUDE))

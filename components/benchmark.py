@@ -1,0 +1,226 @@
+"""The benchmark stage: the base model against base + the fine-tuned adapter on held-out questions.
+
+Both models answer the same prompts (test split, `benchmark.mode`) with the same explicit decoding and
+the same fixed batch plan. Per question: Token F1 and Exact Match (SQuAD normalisation, max over gold
+answers), Key Info (numbers and key terms of the reference, the first gold answer; a part the reference
+lacks is left out, never counted as 1.0), Length Ratio, generation time. Per model: means with 95%
+bootstrap CIs; tuned minus base: the mean difference with a paired bootstrap CI (the same resampled
+questions for both models).
+
+Output folder: benchmark_results.json (= results.json), predictions_base.jsonl, predictions_tuned.jsonl,
+the plots, report.md.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+from components import plots
+from components.config import AppConfig, GenerationConfig
+from components.errors import UserError
+from components.evaluation import select_questions
+from components.fileio import write_json, write_jsonl, write_text
+from components.finetune import ADAPTER_DIR, stage_prompts
+from components.generation import Generated, generate_batch, plan_batches
+from components.memory import MemoryLog
+from components.metrics import exact_match, key_info, length_ratio, token_f1
+from components.models import load_model
+from components.provenance import stamp
+from components.schema import Question
+
+BENCHMARK_FILE = "benchmark_results.json"
+RESULTS_FILE = "results.json"  # the same content: what the local runner and the step cache read
+REPORT_FILE = "report.md"
+MODELS = ("base", "tuned")
+PREDICTION_FILES = {m: f"predictions_{m}.jsonl" for m in MODELS}
+PLOT_FILES = {"bars": "metrics_base_vs_tuned.png", "f1": "token_f1_hist.png", "key_info": "key_info_hist.png",
+              "time": "generation_time_hist.png"}
+# Per-question values averaged per model; None values (a Key Info part the reference lacks) are left out.
+METRICS = ("token_f1", "exact_match", "key_info", "key_info_numbers", "key_info_terms", "length_ratio",
+           "pred_ref_word_ratio", "hit_max_new_tokens", "seconds", "tokens_per_second")
+QUALITY_METRICS = ("token_f1", "exact_match", "key_info", "key_info_numbers", "key_info_terms", "length_ratio")
+BOOTSTRAP_SEED = 12345  # fixed: the same outputs always give the same CIs
+
+
+def generation_config(cfg: AppConfig) -> GenerationConfig:
+    """Decoding from the benchmark section: greedy unless do_sample; the answer ends at a newline."""
+    b = cfg.benchmark
+    return GenerationConfig(max_new_tokens=b.max_new_tokens, do_sample=b.do_sample, temperature=b.temperature,
+                            top_p=b.top_p, top_k=b.top_k, seed=b.seed)
+
+
+def generate_all(model, tokenizer, prompts: list[str], gen: GenerationConfig, device: str) -> list[Generated]:
+    """Answers in prompt order, from a length-sorted batch plan fixed by the prompts alone."""
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    outputs: dict[int, Generated] = {}
+    for b, batch in enumerate(plan_batches(lengths, gen.batch_size)):
+        answers = generate_batch(model, tokenizer, [prompts[i] for i in batch], gen, device, seed=gen.seed + b)
+        outputs.update(zip(batch, answers))
+    return [outputs[i] for i in range(len(prompts))]
+
+
+def score_row(q: Question, gen: Generated) -> dict:
+    reference = q.answers[0]
+    ref_words, pred_words = len(reference.split()), len(gen.text.split())
+    return {"id": q.id, "question": q.question, "answers": q.answers, "reference": reference,
+            "prediction": gen.text, "token_f1": token_f1(gen.text, q.answers),
+            "exact_match": exact_match(gen.text, q.answers), **key_info(gen.text, reference),
+            "length_ratio": length_ratio(gen.text, reference),
+            "pred_ref_word_ratio": pred_words / ref_words if ref_words else None,
+            "hit_max_new_tokens": float(gen.hit_max_new_tokens), "new_tokens": gen.new_tokens,
+            "seconds": round(gen.seconds, 4),
+            "tokens_per_second": round(gen.new_tokens / gen.seconds, 2) if gen.seconds else 0.0}
+
+
+def bootstrap_ci(values: Sequence[float], samples: int, seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
+    """95% percentile bootstrap CI of the mean; None without values or with samples=0."""
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    if not samples or not len(data):
+        return None
+    means = data[np.random.default_rng(seed).integers(0, len(data), (samples, len(data)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def _summary(values: Sequence[float], samples: int) -> dict:
+    ci = bootstrap_ci(values, samples)
+    # Rounded so a zero difference reads 0.0, not -2.8e-17.
+    return {"mean": round(sum(values) / len(values), 6) if values else None,
+            "ci_low": round(ci[0], 6) if ci else None, "ci_high": round(ci[1], 6) if ci else None,
+            "n": len(values)}
+
+
+def aggregate(rows: list[dict], samples: int) -> dict[str, dict]:
+    return {m: _summary([r[m] for r in rows if r[m] is not None], samples) for m in METRICS}
+
+
+def paired_deltas(base: list[dict], tuned: list[dict], samples: int) -> dict[str, dict]:
+    """tuned - base per metric, over the questions where both have a value (Key Info parts are None for
+    the same questions in both: it depends on the reference only)."""
+    out = {}
+    for m in METRICS:
+        diffs = [t[m] - b[m] for b, t in zip(base, tuned) if b[m] is not None and t[m] is not None]
+        out[m] = _summary(diffs, samples)
+    return out
+
+
+def flat_metrics(summary: dict) -> dict[str, float | None]:
+    """`<metric>_base`, `<metric>_tuned`, `<metric>_delta` means: the numbers a tracker's table shows."""
+    return {f"{m}_{which}": summary[which][m]["mean"] for m in METRICS for which in (*MODELS, "delta")}
+
+
+def write_plots(summary: dict, rows: dict[str, list[dict]], output_dir: Path) -> list[Path]:
+    def values(model: str, metric: str) -> list[float]:
+        return [r[metric] for r in rows[model] if r[metric] is not None]
+
+    return [
+        plots.metric_bars({m: summary[m] for m in MODELS}, QUALITY_METRICS, output_dir / PLOT_FILES["bars"]),
+        plots.histograms({m: values(m, "token_f1") for m in MODELS}, output_dir / PLOT_FILES["f1"],
+                         "Token F1 per question", "token F1", bins=[i / 10 for i in range(11)]),
+        plots.histograms({m: values(m, "key_info") for m in MODELS}, output_dir / PLOT_FILES["key_info"],
+                         "Key Info per question", "key info", bins=[i / 10 for i in range(11)]),
+        plots.histograms({m: values(m, "seconds") for m in MODELS}, output_dir / PLOT_FILES["time"],
+                         "Generation time per question", "seconds (batch time / batch size)", bins=15),
+    ]
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _ci(s: dict) -> str:
+    return f"{_fmt(s['mean'])} [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}]"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_report(cfg: AppConfig, results: dict, rows: dict[str, list[dict]], num_examples: int = 5) -> str:
+    """A short experiment report in Markdown, plots linked by relative path."""
+    s, b = results["summary"], cfg.benchmark
+    decoding = "greedy" if not b.do_sample else \
+        f"sampling (temperature {b.temperature}, top_p {b.top_p}, top_k {b.top_k}, seed {b.seed})"
+    lines = [f"# Benchmark: {cfg.model.name} base vs + LoRA adapter", "",
+             f"- Held-out questions: {results['num_examples']} (test split), prompt mode `{b.mode}`",
+             f"- Decoding: {decoding}, max_new_tokens {b.max_new_tokens}, answer cut at the first newline",
+             f"- Adapter: `{results['adapter_dir']}`",
+             f"- 95% CIs: percentile bootstrap over questions, {b.bootstrap_samples} resamples "
+             "(the delta's CI is paired)", "",
+             "| metric | base | tuned | tuned - base |", "|---|---|---|---|"]
+    lines += [f"| {m} | {_ci(s['base'][m])} | {_ci(s['tuned'][m])} | {_ci(s['delta'][m])} |" for m in METRICS]
+    lines += ["", "Key Info averages the reference's numbers and key terms that the answer contains; a part "
+              "the reference has none of is left out (n counts the questions that have it).", "",
+              f"Generation: base {results['generation_seconds_base']:.1f} s, tuned "
+              f"{results['generation_seconds_tuned']:.1f} s; peak CPU RAM {results['cpu_ram_used_mb']:.0f} MB.", ""]
+    lines += [f"![{name}]({file})" for name, file in PLOT_FILES.items()]
+    lines += ["", "## Examples", "", "| question | reference | base | tuned |", "|---|---|---|---|"]
+    lines += [f"| {_cell(bq['question'])} | {_cell(bq['reference'])} | {_cell(bq['prediction'])} | "
+              f"{_cell(tq['prediction'])} |" for bq, tq in zip(rows["base"][:num_examples], rows["tuned"])]
+    return "\n".join(lines) + "\n"
+
+
+def _clear_final_outputs(output_dir: Path) -> None:
+    for name in (BENCHMARK_FILE, RESULTS_FILE, REPORT_FILE, *PREDICTION_FILES.values(), *PLOT_FILES.values()):
+        (output_dir / name).unlink(missing_ok=True)
+
+
+def _tuned_model(base_model, adapter_dir: Path, quantized: bool):
+    """base + adapter. Merged unless the base is 4/8-bit (merging into it would round the adapter away),
+    so the tuned model generates at the base's speed and the time comparison is fair."""
+    from peft import PeftModel
+
+    tuned = PeftModel.from_pretrained(base_model, str(adapter_dir))
+    return tuned if quantized else tuned.merge_and_unload()
+
+
+def run_benchmark(cfg: AppConfig, ingest_dir: Path, finetune_dir: Path, output_dir: Path) -> dict:
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _clear_final_outputs(output_dir)
+    adapter_dir = Path(finetune_dir) / ADAPTER_DIR
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise UserError(f"{adapter_dir}: no adapter (run the finetune stage first)")
+    questions = select_questions(ingest_dir, "test", cfg.benchmark.max_samples)
+    memory = MemoryLog()
+    lm = load_model(cfg.model)  # a private copy: the adapter is injected into it
+    memory.record("load model")
+    prompts = stage_prompts(cfg, lm.tokenizer, cfg.benchmark.mode, questions, ingest_dir, "benchmark.mode")
+    gen = generation_config(cfg)
+    rows: dict[str, list[dict]] = {}
+    seconds: dict[str, float] = {}
+    model = lm.model
+    for which in MODELS:
+        if which == "tuned":
+            model = _tuned_model(model, adapter_dir, cfg.model.load_in_4bit or cfg.model.load_in_8bit)
+            model.eval()
+        t0 = time.perf_counter()
+        outputs = generate_all(model, lm.tokenizer, prompts, gen, lm.device)
+        seconds[which] = time.perf_counter() - t0
+        rows[which] = [score_row(q, out) for q, out in zip(questions, outputs)]
+        memory.record(f"generate {which}")
+
+    samples = cfg.benchmark.bootstrap_samples
+    summary = {"base": aggregate(rows["base"], samples), "tuned": aggregate(rows["tuned"], samples),
+               "delta": paired_deltas(rows["base"], rows["tuned"], samples)}
+    results = {
+        **flat_metrics(summary), "num_examples": len(questions), "mode": cfg.benchmark.mode,
+        "model": cfg.model.name, "adapter_dir": str(adapter_dir),
+        **{f"generation_seconds_{m}": round(seconds[m], 3) for m in MODELS},
+        **{f"generated_tokens_per_second_{m}": round(sum(r["new_tokens"] for r in rows[m]) / seconds[m], 2)
+           if seconds[m] else 0.0 for m in MODELS},
+        **memory.peak_usage(), "duration_seconds": round(time.perf_counter() - started, 3),
+        "summary": summary,
+    }
+    plot_paths = write_plots(summary, rows, output_dir)
+    results["plots"] = [str(p) for p in plot_paths]
+    results["meta"] = {**stamp(), "config": cfg.to_dict(), "bootstrap_seed": BOOTSTRAP_SEED}
+    for which in MODELS:
+        write_jsonl(output_dir / PREDICTION_FILES[which], rows[which])
+    write_text(output_dir / REPORT_FILE, render_report(cfg, results, rows))
+    write_json(output_dir / BENCHMARK_FILE, results)
+    write_json(output_dir / RESULTS_FILE, results)  # last: its presence means the run completed
+    return results

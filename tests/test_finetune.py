@@ -1,0 +1,231 @@
+"""Finetune stage with the real embedded model: loss on answers only, a short LoRA run that learns, a
+reloadable adapter that changes the model, resume after a crash, QLoRA refused on CPU."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from components.config import AppConfig, ModelConfig
+from components.errors import UserError
+from components.finetune import (ADAPTER_DIR, CHECKPOINT_DIR, IGNORE_INDEX, RESULTS_FILE, TRAINER_STATE_FILE,
+                                 PaddingCollator, encode_example, merge_adapter, run_finetune, stage_prompts,
+                                 training_examples)
+from components.models import load_model, load_tokenizer, resolve_weights
+from components.overrides import build_config
+from components.schema import Question
+
+CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"),
+            ("Germany", "Berlin"), ("Egypt", "Cairo"), ("Canada", "Ottawa"), ("Kenya", "Nairobi"),
+            ("Peru", "Lima"), ("Norway", "Oslo"), ("Greece", "Athens"), ("Cuba", "Havana"),
+            ("Chile", "Santiago"), ("Poland", "Warsaw"), ("Iran", "Tehran"), ("Austria", "Vienna"),
+            ("Ireland", "Dublin"), ("Portugal", "Lisbon"), ("Sweden", "Stockholm"), ("Russia", "Moscow")]
+# A short system message replaces the chat template's 21-token default: shorter examples, faster steps.
+TRAIN_ARGS = ["finetune.learning_rate=1e-3", "finetune.batch_size=4", "finetune.warmup_ratio=0.1",
+              "prompt.system=Be brief."]
+
+
+def write_ingest_dir(path: Path, num_train: int = 16) -> Path:
+    """A tiny ingest output: one gold passage per question, the first num_train questions for training."""
+    path.mkdir(parents=True, exist_ok=True)
+    questions, passages = [], []
+    for i, (country, capital) in enumerate(CAPITALS):
+        passages.append({"id": f"p{i}", "title": capital, "text": f"{capital} is the capital of {country}."})
+        questions.append({"id": f"q{i}", "question": f"What is the capital of {country}?", "answers": [capital],
+                          "gold_passage_ids": [f"p{i}"]})
+    files = {"questions.jsonl": questions, "passages.jsonl": passages, "train.jsonl": questions[:num_train],
+             "test.jsonl": questions[num_train:]}
+    for name, rows in files.items():
+        (path / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ingest_dir(tmp_path_factory) -> Path:
+    return write_ingest_dir(tmp_path_factory.mktemp("ingest"))
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(resolve_weights(ModelConfig()), ModelConfig())
+
+
+@pytest.fixture(scope="module")
+def trained(ingest_dir, tmp_path_factory) -> tuple[AppConfig, Path, dict]:
+    """One short LoRA run shared by the tests that inspect its outputs."""
+    cfg = build_config(TRAIN_ARGS + ["finetune.max_steps=12", "finetune.logging_steps=2",
+                                     "finetune.save_steps=6", "finetune.eval_steps=6"])
+    out = tmp_path_factory.mktemp("finetune")
+    return cfg, out, run_finetune(cfg, ingest_dir, out)
+
+
+def test_labels_ignore_the_prompt_and_truncation_cuts_its_left_end(tokenizer):
+    example = encode_example(tokenizer, "Question: capital of France?\nAnswer:", "Paris", max_length=64)
+    prompt_ids = tokenizer("Question: capital of France?\nAnswer:", add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer("Paris" + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    assert answer_ids[-1] == tokenizer.eos_token_id
+    assert example["input_ids"] == prompt_ids + answer_ids
+    assert example["labels"] == [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+
+    short = encode_example(tokenizer, "Question: capital of France?\nAnswer:", "Paris", max_length=5)
+    assert len(short["input_ids"]) == 5
+    assert short["input_ids"] == (prompt_ids + answer_ids)[-5:]  # the prompt's left end went
+    assert short["labels"][-len(answer_ids):] == answer_ids
+
+
+def test_collator_pads_each_batch_to_its_longest_example():
+    pad = 2  # the pad token is EOS here, so labels must never be derived from input_ids
+    batch = PaddingCollator(pad_token_id=pad)([
+        {"input_ids": [5, 6, 7, 2], "labels": [-100, -100, 7, 2]},
+        {"input_ids": [8, 2], "labels": [-100, 2]},
+    ])
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 2], [8, 2, pad, pad]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, -100, 7, 2], [-100, 2, -100, -100]]  # EOS keeps its label
+    padded = PaddingCollator(pad_token_id=pad, pad_to_multiple_of=8)([{"input_ids": [1, 2, 3], "labels": [1, 2, 3]}])
+    assert padded["input_ids"].shape == (1, 8)
+
+
+def test_training_examples_use_the_eval_prompt_of_the_mode(ingest_dir, tokenizer):
+    cfg = build_config(["finetune.mode=oracle_context"])
+    train, eval_set = training_examples(cfg, tokenizer, ingest_dir)
+    assert (len(train), len(eval_set)) == (16, 4)
+    france = Question("q0", "What is the capital of France?", ["Paris"], ["p0"])
+    (prompt,) = stage_prompts(cfg, tokenizer, "oracle_context", [france], ingest_dir, "finetune.mode")
+    assert "Paris is the capital of France." in prompt  # the gold passage is the context
+    text = tokenizer.decode(train[0]["input_ids"])
+    assert text.startswith(prompt) and text.endswith("Paris" + tokenizer.eos_token)
+    with pytest.raises(UserError, match="retriever_context"):
+        training_examples(build_config(["finetune.mode=retriever_context"]), tokenizer, ingest_dir)
+
+
+def test_qlora_without_cuda_is_a_user_error(ingest_dir, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(UserError, match="qlora needs a CUDA GPU"):
+        run_finetune(build_config(["finetune.method=qlora"]), ingest_dir, tmp_path)
+    assert not (tmp_path / RESULTS_FILE).exists()
+
+
+def test_short_lora_run_learns_and_writes_its_outputs(trained):
+    cfg, out, results = trained
+    assert results["train_loss_last"] < results["train_loss_first"]
+    assert results["global_step"] == 12 and results["resumed_from_step"] == 0
+    assert results["num_train_examples"] == 16 and results["num_eval_examples"] == 4
+    assert results["eval_loss"] is not None and results["tokens_per_second"] > 0
+    assert results["samples_per_second"] > 0 and results["cpu_ram_used_mb"] > 0
+    assert 0 < results["trainable_params"] < results["total_params"]
+    assert json.loads((out / RESULTS_FILE).read_text())["train_loss_last"] == results["train_loss_last"]
+
+    history = json.loads((out / TRAINER_STATE_FILE).read_text())["log_history"]
+    train_logs = [e for e in history if "loss" in e]
+    assert [e["step"] for e in train_logs] == [1, 2, 4, 6, 8, 10, 12]  # first step and every 2nd
+    for entry in train_logs:
+        assert {"learning_rate", "grad_norm", "epoch", "tokens_per_second", "samples_per_second",
+                "cpu_ram_peak_mb"} <= entry.keys()
+    assert [e["step"] for e in history if "eval_loss" in e] == [6, 12]
+    assert (out / ADAPTER_DIR / "adapter_config.json").is_file()
+    assert (out / ADAPTER_DIR / "adapter_model.safetensors").stat().st_size > 0
+    checkpoints = sorted(p.name for p in (out / CHECKPOINT_DIR).glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-12", "checkpoint-6"]
+    for plot in results["plots"]:
+        assert Path(plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _answer_loss(model, examples: list[dict]) -> float:
+    batch = PaddingCollator(pad_token_id=2)(examples)
+    with torch.no_grad():
+        return model(**batch).loss.item()
+
+
+def test_saved_adapter_reloads_and_changes_the_model(trained, ingest_dir):
+    from peft import PeftModel
+
+    cfg, out, _ = trained
+    lm = load_model(cfg.model)
+    train = training_examples(cfg, lm.tokenizer, ingest_dir)[0][:8]
+    prompt = {"input_ids": torch.tensor([train[0]["input_ids"][:-2]])}
+    with torch.no_grad():
+        base_logits = lm.model(**prompt).logits[0, -1]
+    base_loss = _answer_loss(lm.model, train)
+    tuned = PeftModel.from_pretrained(lm.model, str(out / ADAPTER_DIR)).eval()
+    with torch.no_grad():
+        tuned_logits = tuned(**prompt).logits[0, -1]
+    assert (tuned_logits - base_logits).abs().max() > 1.0
+    assert _answer_loss(tuned, train) < 0.5 * base_loss  # it learned the training answers
+
+
+def test_merge_writes_a_plain_bf16_checkpoint(trained, tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    cfg, out, _ = trained
+    merged_dir = merge_adapter(cfg, out / ADAPTER_DIR, tmp_path / "merged", tokenizer)
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir)
+    base = AutoModelForCausalLM.from_pretrained(resolve_weights(cfg.model))
+    assert merged.dtype == torch.bfloat16 and not any("lora" in k for k in merged.state_dict())
+    q_proj = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(merged.state_dict()[q_proj].float(), base.state_dict()[q_proj].to(torch.bfloat16).float())
+
+
+class StopAtCheckpoint(Exception):
+    pass
+
+
+def _crash_after_checkpoint(step: int):
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise StopAtCheckpoint
+
+    return Crash()
+
+
+def test_interrupted_run_resumes_from_its_checkpoint_through_the_stage_entry(ingest_dir, tmp_path):
+    from clearml_tasks.finetune import body
+    from clearml_tasks._tracker import NullTracker
+
+    class Recorder(NullTracker):
+        def __init__(self):
+            self.scalars, self.images, self.artifacts = [], [], {}
+
+        def report_scalar(self, title, series, value, iteration):
+            self.scalars.append((title, series, iteration))
+
+        def report_image(self, title, path):
+            self.images.append(Path(path))
+
+        def upload_artifact(self, name, obj):
+            self.artifacts[name] = Path(obj)
+
+    cfg = build_config(TRAIN_ARGS + ["finetune.max_steps=4", "finetune.save_steps=2", "finetune.logging_steps=1",
+                                     "finetune.eval_steps=100"])
+    with pytest.raises(StopAtCheckpoint):
+        run_finetune(cfg, ingest_dir, tmp_path, callbacks=[_crash_after_checkpoint(2)])
+    assert (tmp_path / CHECKPOINT_DIR / "checkpoint-2").is_dir()
+    assert not (tmp_path / RESULTS_FILE).exists() and not (tmp_path / ADAPTER_DIR).exists()
+
+    tracker = Recorder()
+    results = body(cfg, {"ingest": ingest_dir}, tmp_path, tracker)
+    assert results["resumed_from_step"] == 2 and results["global_step"] == 4
+    history = json.loads((tmp_path / TRAINER_STATE_FILE).read_text())["log_history"]
+    assert [e["step"] for e in history if "loss" in e] == [1, 2, 3, 4]  # steps 1-2 from the first run
+    # The entry reported only the resumed steps, one graph per quantity, train and eval series.
+    assert {i for t, s, i in tracker.scalars if (t, s) == ("loss", "train")} == {3, 4}
+    assert [i for t, s, i in tracker.scalars if t == "epoch"] == [3, 4]  # not again from the eval log
+    assert {("learning_rate", "train"), ("grad_norm", "train"), ("epoch", "train"),
+            ("tokens_per_second", "train"), ("loss", "eval")} <= {(t, s) for t, s, _ in tracker.scalars}
+    assert {p.name for p in tracker.images} == {"training_loss.png", "learning_rate.png"}
+    assert {"adapter", "trainer_state", "results", "training_loss", "learning_rate"} <= tracker.artifacts.keys()
+    assert all(p.exists() for p in tracker.artifacts.values())
+
+
+@pytest.mark.gpu
+def test_qlora_trains_a_4bit_base_on_cuda(ingest_dir, tmp_path):
+    cfg = build_config(TRAIN_ARGS + ["finetune.method=qlora", "finetune.max_steps=4", "finetune.save_steps=4"])
+    results = run_finetune(cfg, ingest_dir, tmp_path)
+    assert results["global_step"] == 4 and results["gpu_ram_peak_mb"] > 0
+    assert (tmp_path / ADAPTER_DIR / "adapter_model.safetensors").is_file()
