@@ -54,7 +54,7 @@ def generate_all(model, tokenizer, prompts: list[str], gen: GenerationConfig, de
     """Answers in prompt order, from a length-sorted batch plan fixed by the prompts alone."""
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     outputs: dict[int, Generated] = {}
-    for b, batch in enumerate(plan_batches(lengths, gen.batch_size)):
+    for b, batch in enumerate(plan_batches(lengths, gen.batch_size, gen.max_batch_tokens)):
         answers = generate_batch(model, tokenizer, [prompts[i] for i in batch], gen, device, seed=gen.seed + b)
         outputs.update(zip(batch, answers))
     return [outputs[i] for i in range(len(prompts))]

@@ -115,6 +115,7 @@ class PromptConfig:
 class GenerationConfig:
     max_new_tokens: int = 32
     batch_size: int = 64  # upper bound; batches are length-sorted
+    max_batch_tokens: int = 16384  # padded prompt tokens per batch: long-context batches get fewer rows
     stop_strings: list[str] = field(default_factory=lambda: ["\n"])  # the answer ends at the first one
     do_sample: bool = False
     temperature: float = 1.0
@@ -125,6 +126,8 @@ class GenerationConfig:
     def __post_init__(self):
         _check(self.max_new_tokens > 0, "generation.max_new_tokens", "a positive integer", self.max_new_tokens)
         _check(self.batch_size > 0, "generation.batch_size", "a positive integer", self.batch_size)
+        _check(self.max_batch_tokens >= 0, "generation.max_batch_tokens", "a non-negative integer (0 = no cap)",
+               self.max_batch_tokens)
         _check(self.temperature > 0, "generation.temperature", "a positive number", self.temperature)
         _check(0 < self.top_p <= 1, "generation.top_p", "a number in (0, 1]", self.top_p)
         _check(self.top_k >= 0, "generation.top_k", "a non-negative integer", self.top_k)

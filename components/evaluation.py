@@ -175,7 +175,8 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
     prompts = [render_prompt(lm.tokenizer, user_message(q.question, ctx, cfg.prompt), cfg.prompt, cfg.model)
                for q, ctx in zip(questions, contexts.passages)]
     token_ids = lm.tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    batches = plan_batches([len(ids) for ids in token_ids], cfg.generation.batch_size)
+    batches = plan_batches([len(ids) for ids in token_ids], cfg.generation.batch_size,
+                           cfg.generation.max_batch_tokens)
     fingerprint = plan_fingerprint(prompts, batches, cfg.generation, lm.source,
                                    scored_against=[[q.id, q.answers] for q in questions])
     partial_path = output_dir / PARTIAL_FILE
