@@ -47,27 +47,25 @@ def pytest_unconfigure(config):
         shutil.rmtree(base, ignore_errors=True)
 
 
+_SDK_PROCESS_VARS = ("CLEARML_PROC_MASTER_ID", "TRAINS_PROC_MASTER_ID", "CLEARML_OFFLINE_MODE",
+                     "TRAINS_OFFLINE_MODE")
+
+
 @pytest.fixture(autouse=True)
 def _clearml_env_isolation():
-    """Undo, after each test, the env changes the code under test makes on its own, which would otherwise
-    leak into later tests and the subprocesses they start: resolve_mode repoints CLEARML_CONFIG_FILE at
-    its offline conf, and the SDK's Task.set_offline(True) sets CLEARML_OFFLINE_MODE. Values that other
-    fixtures set deliberately are left alone."""
-    before_conf = os.environ.get("CLEARML_CONFIG_FILE")
-    before_offline = os.environ.get("CLEARML_OFFLINE_MODE")
-    yield
-    now = os.environ.get("CLEARML_CONFIG_FILE", "")
-    if now != before_conf and Path(now).name == "clearml-offline.conf":
-        _restore("CLEARML_CONFIG_FILE", before_conf)
-    if before_offline is None and os.environ.get("CLEARML_OFFLINE_MODE") is not None:
-        _restore("CLEARML_OFFLINE_MODE", None)
-
-
-def _restore(name: str, value: str | None) -> None:
-    if value is None:
+    """Restore the environment after each test. The code under test changes it on its own: resolve_mode
+    repoints CLEARML_CONFIG_FILE (and remembers the user's file), and the ClearML SDK sets
+    CLEARML_OFFLINE_MODE / TRAINS_OFFLINE_MODE and CLEARML_PROC_MASTER_ID. Leaked into a later test's
+    subprocess, the master id makes that process's Task.init return a stub instead of a task."""
+    for name in _SDK_PROCESS_VARS:  # set by a module-scoped fixture's task, before this snapshot
         os.environ.pop(name, None)
-    else:
-        os.environ[name] = value
+    before = dict(os.environ)
+    yield
+    for name in set(os.environ) - set(before):
+        del os.environ[name]
+    for name, value in before.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
