@@ -136,6 +136,8 @@ def _add_optional_commands(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # transformers' per-load progress bars drown the stage output; our own loops keep theirs.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     return run_guarded(lambda: args.func(args), debug=args.debug)
