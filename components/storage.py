@@ -77,7 +77,7 @@ def load_clearml_s3_section(path: Path) -> dict[str, Any]:
     """The `sdk.aws.s3` section of a clearml.conf as plain dicts; empty when the file does not exist."""
     if not path.is_file():
         return {}
-    from clearml.utilities.pyhocon import ConfigFactory  # HOCON parser only; imported when a conf exists
+    from pyhocon import ConfigFactory  # the HOCON parser the ClearML SDK vendors; imported when a conf exists
 
     try:
         tree = ConfigFactory.parse_file(str(path))
