@@ -1,8 +1,9 @@
 """The finetune stage: a LoRA (or, on a CUDA GPU, QLoRA) adapter trained on the training split.
 
 Each example is the chat prompt eval renders for `finetune.mode` followed by the first gold answer + EOS;
-the loss is on the answer tokens only. Batches are padded to their own longest example and grouped by
-length, so little compute goes to padding.
+the loss is on the answer tokens only. Batches are grouped by length and built by `PackingCollator`: the
+prompt prefix all examples of a batch share is computed once (examples never attend to each other), no
+compute goes to padding where that is cheaper, and the LM head runs only where the loss needs it.
 
 Output folder:
   checkpoints/          Trainer checkpoints (the last two) + fingerprint.json of what they were trained on
@@ -22,12 +23,12 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from transformers import TrainerCallback
 
 from components import plots, schema
+from components.collators import EXAMPLE_TOKENS, IGNORE_INDEX, PackingCollator, attention_pair_cost
 from components.config import AppConfig
 from components.errors import UserError
 from components.evaluation import build_contexts
@@ -45,7 +46,6 @@ TRAINER_STATE_FILE = "trainer_state.json"
 RESULTS_FILE = "results.json"
 FINGERPRINT_FILE = "fingerprint.json"
 LOSS_PLOT, LR_PLOT = "training_loss.png", "learning_rate.png"
-IGNORE_INDEX = -100  # the label value torch's cross-entropy skips
 MAX_EVAL_EXAMPLES = 32  # the held-out loss is a health signal; more examples only cost time
 
 
@@ -67,29 +67,27 @@ def encode_example(tokenizer, prompt: str, answer: str, max_length: int) -> dict
     prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
     completion_ids = tokenizer(completion_text, add_special_tokens=False)["input_ids"][:max_length]
     room = max_length - len(completion_ids)
-    prompt_ids = prompt_ids[len(prompt_ids) - room:] if room > 0 else []
+    prompt_ids = prompt_ids[max(0, len(prompt_ids) - room):] if room > 0 else []
     return {"input_ids": prompt_ids + completion_ids,
             "labels": [IGNORE_INDEX] * len(prompt_ids) + completion_ids}
 
 
-class PaddingCollator:
-    """Pads a batch to its longest example on the right: pad id in inputs, IGNORE_INDEX in labels, 0 in
-    the attention mask. Labels come from the examples, never from `input_ids != pad` (pad is EOS here)."""
+def _trainer_class():
+    from transformers import Trainer
 
-    def __init__(self, pad_token_id: int, pad_to_multiple_of: int = 1):
-        self.pad_token_id = pad_token_id
-        self.pad_to_multiple_of = pad_to_multiple_of
+    class FinetuneTrainer(Trainer):
+        """Counts each batch's example tokens as the collator reports them: the Trainer's own count reads the
+        attention mask, which in a packed batch is a 4D pair mask, and would miss the shared prefix's reuse."""
 
-    def __call__(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
-        longest = max(len(f["input_ids"]) for f in features)
-        width = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        batch = {"input_ids": [], "attention_mask": [], "labels": []}
-        for f in features:
-            pad = width - len(f["input_ids"])
-            batch["input_ids"].append(list(f["input_ids"]) + [self.pad_token_id] * pad)
-            batch["attention_mask"].append([1] * len(f["input_ids"]) + [0] * pad)
-            batch["labels"].append(list(f["labels"]) + [IGNORE_INDEX] * pad)
-        return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            self.state.num_input_tokens_seen += int(inputs.pop(EXAMPLE_TOKENS, 0))
+            return super().training_step(model, inputs, num_items_in_batch)
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            inputs = {k: v for k, v in inputs.items() if k != EXAMPLE_TOKENS}
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+
+    return FinetuneTrainer
 
 
 class ThroughputCallback(TrainerCallback):
@@ -120,7 +118,8 @@ class ThroughputCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None or "loss" not in logs:
             return
-        extra = {**self.rates(*self._interval), **peak_memory()}
+        extra = {"num_input_tokens_seen": state.num_input_tokens_seen, **self.rates(*self._interval),
+                 **peak_memory()}
         logs.update(extra)
         state.log_history[-1].update(extra)  # the Trainer appended a copy before calling us
         self._interval = [0.0, 0, 0]
@@ -243,7 +242,8 @@ def training_arguments(cfg: AppConfig, checkpoint_dir: Path, device: str, has_ev
         logging_steps=ft.logging_steps, logging_first_step=True,
         save_strategy="steps", save_steps=ft.save_steps, save_total_limit=2,
         eval_strategy="steps" if has_eval else "no", eval_steps=ft.eval_steps, prediction_loss_only=True,
-        include_num_input_tokens_seen="non_padding", remove_unused_columns=False,
+        # FinetuneTrainer counts the example tokens itself (the Trainer would read a packed batch's 4D mask)
+        include_num_input_tokens_seen="no", remove_unused_columns=False,
         bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda, dataloader_pin_memory=cuda)
 
 
@@ -298,8 +298,6 @@ def run_finetune(cfg: AppConfig, ingest_dir: Path, output_dir: Path, callbacks: 
     `callbacks` are extra TrainerCallbacks (they see the throughput figures in the logs); `report_to`
     names Trainer integrations (none by default: the stage entry reports through its tracker).
     """
-    from transformers import Trainer
-
     started = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -314,9 +312,10 @@ def run_finetune(cfg: AppConfig, ingest_dir: Path, output_dir: Path, callbacks: 
     can_resume = _prepare_checkpoints(checkpoint_dir, run_fingerprint(cfg, train, eval_set), resume)
     args = training_arguments(cfg, checkpoint_dir, device, bool(eval_set), list(report_to or []))
     throughput = ThroughputCallback(cfg.finetune.batch_size * cfg.finetune.gradient_accumulation_steps)
-    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=eval_set or None,
-                      data_collator=PaddingCollator(lm.tokenizer.pad_token_id, 8 if device == "cuda" else 1),
-                      callbacks=[throughput, *(callbacks or [])])
+    collator = PackingCollator(lm.tokenizer.pad_token_id, 8 if device == "cuda" else 1,
+                               pack=model.config._attn_implementation == "sdpa", pair_cost=attention_pair_cost(model))
+    trainer = _trainer_class()(model=model, args=args, train_dataset=train, eval_dataset=eval_set or None,
+                               data_collator=collator, callbacks=[throughput, *(callbacks or [])])
     output = trainer.train(resume_from_checkpoint=True if can_resume else None)
     memory.record("train")
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from components.collators import IGNORE_INDEX, PaddingCollator
 from components.config import AppConfig, ModelConfig
 from components.errors import UserError
-from components.finetune import (ADAPTER_DIR, CHECKPOINT_DIR, IGNORE_INDEX, RESULTS_FILE, TRAINER_STATE_FILE,
-                                 PaddingCollator, encode_example, merge_adapter, run_finetune, stage_prompts,
+from components.finetune import (ADAPTER_DIR, CHECKPOINT_DIR, RESULTS_FILE, TRAINER_STATE_FILE,
+                                 encode_example, merge_adapter, run_finetune, stage_prompts,
                                  training_examples)
 from components.models import load_model, load_tokenizer, resolve_weights
 from components.overrides import build_config
