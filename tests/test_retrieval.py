@@ -98,9 +98,21 @@ def test_batched_bm25_matches_bm25s_own_retrieve(built_indexes):
     retriever = load_retriever(built_indexes["bm25"])
     queries = list(ALL_QUERIES) + ["river river desert", "the chess board game for two players"]
     ours = retriever.search(queries, k=5)
-    rows, scores = retriever.model.retrieve(retrieval.bm25_tokenize(queries), k=5, show_progress=False)
+    import bm25s
+
+    tokens = bm25s.tokenize(queries, stopwords="en", return_ids=False, show_progress=False)
+    rows, scores = retriever.model.retrieve(tokens, k=5, show_progress=False)
     theirs = [{retriever.passage_ids[r]: float(v) for r, v in zip(rs, vs) if v > 0} for rs, vs in zip(rows, scores)]
     assert [dict(row) for row in ours] == [pytest.approx(row, rel=1e-5) for row in theirs]
+
+
+def test_bm25_tokenize_gives_bm25s_tokens():
+    import bm25s
+
+    texts = [retrieval.passage_text(p) for p in CORPUS] + list(ALL_QUERIES) + [
+        "", "THE Who's WHO of Zürich, 1889–1921: naïve café_au_lait a I x2", "it's   The  END\n\tof it"]
+    assert retrieval.bm25_tokenize(texts) == bm25s.tokenize(texts, stopwords="en", return_ids=False,
+                                                            show_progress=False)
 
 
 def test_results_are_best_first_and_capped_at_k_and_corpus_size(built_indexes):
