@@ -31,108 +31,26 @@ from __future__ import annotations
 
 import ast
 import csv
-import gzip
 import html
 import json
-import zlib
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
+from components import record_fields as rf
 from components.errors import UserError
-from components.fileio import iter_jsonl_lines
-from components.schema import Passage, Question, passage_id
+from components.record_fields import Record
+from components.schema import Passage, Question
 
-GZIP_MAGIC = b"\x1f\x8b"
 CSV_FIELD_LIMIT = 2**31 - 1  # SimpleQA `documents` cells hold whole web pages
-
-
-class Record(NamedTuple):
-    question: Question
-    passages: list[Passage]  # every passage that came with the question, gold ones included
-    location: str  # "file:line", for error messages about the record as a whole
-
-
-# ---------------------------------------------------------------- opening and lines
-
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(2) == GZIP_MAGIC
-
-
-def _open_binary(path: Path) -> IO[bytes]:
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    if _is_gzip(path):
-        return gzip.open(path, "rb")
-    if path.name.endswith(".gz"):
-        raise UserError(f"{path}: named .gz but is not gzip-compressed")
-    return open(path, "rb")
-
-
-def _numbered_lines(path: Path) -> Iterator[str]:
-    """The file's lines as text. Decoding line by line (not in buffered chunks) lets a decoding error
-    name its own line; decompression errors name the line being read."""
-    lineno = 0
-    with _open_binary(path) as f:
-        try:
-            for lineno, raw in enumerate(f, start=1):
-                yield raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-        except (OSError, EOFError, zlib.error) as e:
-            raise UserError(f"{path}:{lineno + 1}: corrupt compressed data ({e})") from None
-        except UnicodeDecodeError as e:
-            raise UserError(f"{path}:{lineno}: not UTF-8 text ({e.reason})") from None
-
-
-def _json_objects(path: Path) -> Iterator[tuple[str, int, dict]]:
-    """(where, line number, object) for each JSON line."""
-    for lineno, obj in iter_jsonl_lines(_numbered_lines(path), str(path)):
-        yield f"{path}:{lineno}", lineno, obj
-
-
-# ---------------------------------------------------------------- field checks
-
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _field(obj: dict, key: str, where: str, expected: str, ok: Callable[[Any], bool]) -> Any:
-    if key not in obj:
-        raise UserError(f"{where}: missing field '{key}' (expected {expected})")
-    value = obj[key]
-    if not ok(value):
-        raise UserError(f"{where}: field '{key}' must be {expected}, got {_type_name(value)} {value!r:.60}")
-    return value
-
-
-def _text(obj: dict, key: str, where: str) -> str:
-    return _field(obj, key, where, "a non-empty string", lambda v: isinstance(v, str) and bool(v.strip()))
-
-
-def _answers(obj: dict, key: str, where: str) -> list[str]:
-    return list(_field(obj, key, where, "a non-empty list of strings",
-                       lambda v: isinstance(v, list) and bool(v) and all(isinstance(a, str) for a in v)))
-
-
-def _list_of_objects(obj: dict, key: str, where: str) -> list[dict]:
-    return _field(obj, key, where, "a list of objects",
-                  lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v))
-
-
-def _make_passage(title: str, text: str) -> Passage:
-    return Passage(id=passage_id(title, text), title=title, text=text)
-
-
-def _unique(ids: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(ids))
 
 
 # ---------------------------------------------------------------- nq_open
 
 def read_nq_open(path: Path, passage_words: int = 0) -> Iterator[Record]:
-    for where, lineno, obj in _json_objects(path):
-        question = Question(id=f"q{lineno}", question=_text(obj, "question", where),
-                            answers=_answers(obj, "answer", where))
+    for where, lineno, obj in rf.json_objects(path):
+        question = Question(id=f"q{lineno}", question=rf.text(obj, "question", where),
+                            answers=rf.answers(obj, "answer", where))
         yield Record(question, [], where)
 
 
@@ -168,7 +86,7 @@ def _nq_title(obj: dict, tokens: list[str]) -> str:
 
 def _candidate_spans(obj: dict, where: str, num_tokens: int) -> list[_Span]:
     spans = []
-    for i, c in enumerate(_list_of_objects(obj, "long_answer_candidates", where)):
+    for i, c in enumerate(rf.list_of_objects(obj, "long_answer_candidates", where)):
         start, end = c.get("start_token"), c.get("end_token")
         if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= num_tokens):
             raise UserError(f"{where}: long_answer_candidates[{i}] must have 0 <= start_token <= end_token "
@@ -179,7 +97,7 @@ def _candidate_spans(obj: dict, where: str, num_tokens: int) -> list[_Span]:
 
 def _annotated_candidates(obj: dict, where: str, num_candidates: int) -> list[int]:
     indexes = []
-    for i, annotation in enumerate(_list_of_objects(obj, "annotations", where)):
+    for i, annotation in enumerate(rf.list_of_objects(obj, "annotations", where)):
         long_answer = annotation.get("long_answer") or {}
         index = long_answer.get("candidate_index", -1) if isinstance(long_answer, dict) else None
         if not isinstance(index, int) or index >= num_candidates:
@@ -199,13 +117,13 @@ def _top_level_ancestor(span: _Span, spans: list[_Span]) -> _Span:
 
 def _span_passage(tokens: list[str], span: _Span, title: str) -> Passage | None:
     text = _span_text(tokens, span.start, span.end)
-    return _make_passage(title, text) if text else None
+    return rf.make_passage(title, text) if text else None
 
 
 def _nq_merged_record(where: str, lineno: int, obj: dict) -> Record:
-    question_text = _text(obj, "question", where)
-    answers = _answers(obj, "answer", where)
-    tokens = _text(obj, "document_text", where).split(" ")
+    question_text = rf.text(obj, "question", where)
+    answers = rf.answers(obj, "answer", where)
+    tokens = rf.text(obj, "document_text", where).split(" ")
     spans = _candidate_spans(obj, where, len(tokens))
     title = _nq_title(obj, tokens)
     passages: dict[_Span, Passage] = {}
@@ -222,37 +140,37 @@ def _nq_merged_record(where: str, lineno: int, obj: dict) -> Record:
     example_id = obj.get("example_id")
     question_id = f"q{lineno}" if example_id is None else str(example_id)
     question = Question(id=question_id, question=question_text, answers=answers,
-                        gold_passage_ids=_unique(gold_ids))
+                        gold_passage_ids=rf.unique(gold_ids))
     return Record(question, list(passages.values()), where)
 
 
 def read_nq_merged(path: Path, passage_words: int = 0) -> Iterator[Record]:
-    for where, lineno, obj in _json_objects(path):
+    for where, lineno, obj in rf.json_objects(path):
         yield _nq_merged_record(where, lineno, obj)
 
 
 # ---------------------------------------------------------------- lost_in_middle
 
 def _lost_in_middle_record(where: str, lineno: int, obj: dict) -> Record:
-    question_text = _text(obj, "question", where)
-    answers = _answers(obj, "answers", where)
+    question_text = rf.text(obj, "question", where)
+    answers = rf.answers(obj, "answers", where)
     passages, gold_ids = [], []
-    for i, ctx in enumerate(_list_of_objects(obj, "ctxs", where)):
+    for i, ctx in enumerate(rf.list_of_objects(obj, "ctxs", where)):
         ctx_where = f"{where}: ctxs[{i}]"
         title = ctx.get("title") or ""
         if not isinstance(title, str):
-            raise UserError(f"{ctx_where}: field 'title' must be a string, got {_type_name(title)}")
-        passage = _make_passage(title, _text(ctx, "text", ctx_where))
+            raise UserError(f"{ctx_where}: field 'title' must be a string, got {rf.type_name(title)}")
+        passage = rf.make_passage(title, rf.text(ctx, "text", ctx_where))
         passages.append(passage)
         if ctx.get("isgold") is True:
             gold_ids.append(passage.id)
     question = Question(id=f"q{lineno}", question=question_text, answers=answers,
-                        gold_passage_ids=_unique(gold_ids))
+                        gold_passage_ids=rf.unique(gold_ids))
     return Record(question, passages, where)
 
 
 def read_lost_in_middle(path: Path, passage_words: int = 0) -> Iterator[Record]:
-    for where, lineno, obj in _json_objects(path):
+    for where, lineno, obj in rf.json_objects(path):
         yield _lost_in_middle_record(where, lineno, obj)
 
 
@@ -261,26 +179,26 @@ def read_lost_in_middle(path: Path, passage_words: int = 0) -> Iterator[Record]:
 def _normalized_record(where: str, lineno: int, obj: dict) -> Record:
     raw_id = obj.get("id")
     if raw_id is not None and not isinstance(raw_id, (str, int)):
-        raise UserError(f"{where}: field 'id' must be a string or integer, got {_type_name(raw_id)}")
+        raise UserError(f"{where}: field 'id' must be a string or integer, got {rf.type_name(raw_id)}")
     passages, gold_ids = [], []
-    entries = _list_of_objects(obj, "passages", where) if "passages" in obj else []
+    entries = rf.list_of_objects(obj, "passages", where) if "passages" in obj else []
     for i, entry in enumerate(entries):
         entry_where = f"{where}: passages[{i}]"
         title = entry.get("title", "")
         if not isinstance(title, str):
-            raise UserError(f"{entry_where}: field 'title' must be a string, got {_type_name(title)}")
-        passage = _make_passage(title, _text(entry, "text", entry_where))
+            raise UserError(f"{entry_where}: field 'title' must be a string, got {rf.type_name(title)}")
+        passage = rf.make_passage(title, rf.text(entry, "text", entry_where))
         passages.append(passage)
         if entry.get("gold") is True:
             gold_ids.append(passage.id)
     question = Question(id=f"q{lineno}" if raw_id is None else str(raw_id),
-                        question=_text(obj, "question", where), answers=_answers(obj, "answers", where),
-                        gold_passage_ids=_unique(gold_ids))
+                        question=rf.text(obj, "question", where), answers=rf.answers(obj, "answers", where),
+                        gold_passage_ids=rf.unique(gold_ids))
     return Record(question, passages, where)
 
 
 def read_normalized(path: Path, passage_words: int = 0) -> Iterator[Record]:
-    for where, lineno, obj in _json_objects(path):
+    for where, lineno, obj in rf.json_objects(path):
         yield _normalized_record(where, lineno, obj)
 
 
@@ -301,20 +219,20 @@ def _parse_documents(cell: str, where: str) -> list[str]:
         raise UserError(f"{where}: column 'documents' is not a Python-literal list of strings "
                         f"({type(e).__name__})") from None
     if not isinstance(documents, list) or not all(isinstance(d, str) for d in documents):
-        raise UserError(f"{where}: column 'documents' must be a list of strings, got {_type_name(documents)}")
+        raise UserError(f"{where}: column 'documents' must be a list of strings, got {rf.type_name(documents)}")
     return documents
 
 
 def _simple_qa_record(row: dict, where: str, row_number: int, passage_words: int) -> Record:
-    question_text = _text(row, "problem", where)
-    answer = _text(row, "answer", where)
-    passages = [_make_passage("", chunk)
+    question_text = rf.text(row, "problem", where)
+    answer = rf.text(row, "answer", where)
+    passages = [rf.make_passage("", chunk)
                 for document in _parse_documents(row.get("documents") or "", where)
                 for chunk in split_words(document, passage_words)]
     gold_ids = []
     long_answer = " ".join((row.get("long_answer") or "").split())  # same spacing as the document passages
     if long_answer:
-        gold = _make_passage("", long_answer)
+        gold = rf.make_passage("", long_answer)
         passages.append(gold)
         gold_ids.append(gold.id)
     question = Question(id=f"q{row_number}", question=question_text, answers=[answer.strip()],
@@ -324,7 +242,7 @@ def _simple_qa_record(row: dict, where: str, row_number: int, passage_words: int
 
 def read_simple_qa(path: Path, passage_words: int = 100) -> Iterator[Record]:
     csv.field_size_limit(CSV_FIELD_LIMIT)
-    lines = _numbered_lines(path)
+    lines = rf.numbered_lines(path)
     reader = csv.DictReader(lines)
     try:
         header = reader.fieldnames or []
@@ -355,7 +273,7 @@ READERS: dict[str, Callable[[Path, int], Iterator[Record]]] = {
 
 
 def _first_nonblank_line(path: Path) -> tuple[int, str]:
-    for lineno, line in enumerate(_numbered_lines(path), start=1):
+    for lineno, line in enumerate(rf.numbered_lines(path), start=1):
         if line.strip():
             return lineno, line
     raise UserError(f"{path}: empty file (expected JSON lines or a CSV with a header)")
