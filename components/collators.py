@@ -18,9 +18,13 @@ class PaddingCollator:
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of
 
-    def __call__(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
+    def width(self, features: Sequence[dict]) -> int:
+        """The padded batch's row length: the longest example rounded up to pad_to_multiple_of."""
         longest = max(len(f["input_ids"]) for f in features)
-        width = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        return -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+
+    def __call__(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
+        width = self.width(features)
         batch = {"input_ids": [], "attention_mask": [], "labels": []}
         for f in features:
             pad = width - len(f["input_ids"])
@@ -56,7 +60,6 @@ class PackingCollator:
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int = 1, pack: bool = True,
                  pair_cost: float = 1e-3):
         self.padding = PaddingCollator(pad_token_id, pad_to_multiple_of)
-        self.pad_to_multiple_of = pad_to_multiple_of
         self.pack = pack
         self.pair_cost = pair_cost
 
@@ -64,7 +67,7 @@ class PackingCollator:
         lengths = [len(f["input_ids"]) for f in features]
         prefix = shared_prefix_length(features)
         packed_tokens = prefix + sum(n - prefix for n in lengths)
-        width = -(-max(lengths) // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        width = self.padding.width(features)
         packed_cost = packed_tokens + self.pair_cost * packed_tokens ** 2
         padded_cost = len(features) * (width + self.pair_cost * width ** 2)
         if self.pack and len(features) > 1 and packed_cost < padded_cost:
@@ -73,6 +76,8 @@ class PackingCollator:
             batch = self.padding(features)
             targets = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE_INDEX)
             keep = targets != IGNORE_INDEX
+            # `shift_labels` tells the loss these targets are already aligned with the kept logits; `labels`
+            # (the same tensor) makes the model compute a loss and the Trainer count its supervised tokens.
             batch.update(logits_to_keep=keep, shift_labels=targets[keep][None], labels=targets[keep][None])
         batch[EXAMPLE_TOKENS] = sum(lengths)
         return batch
