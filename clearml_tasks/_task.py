@@ -2,7 +2,7 @@
 
 A stage body is `body(cfg, inputs, output_dir, tracker) -> results dict`. `run_stage` is what both the
 local runner (in-process, inputs are parent output folders) and an agent (`python clearml_tasks/<x>.py`,
-inputs are parent task ids) execute.
+inputs are parent task ids) execute. What a stage reads and uploads comes from the stage registry.
 """
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from components.config import AppConfig
-from components.fileio import write_json
-from components.overrides import apply_flat, build_config
-from pipelines.dag import STAGE_INPUTS, STAGE_SECTIONS
-from clearml_tasks._mode import resolve_mode
 from clearml_tasks._tracker import NullTracker, make_tracker
+from clearml_tasks._tracking import resolve_tracking
+from clearml_tasks.stages import STAGES
+from components.config import AppConfig
+from components.errors import run_guarded
+from components.fileio import write_json
+from components.outputs import STEP_MANIFEST
+from components.overrides import apply_flat, build_config
 
 OUTPUT_ARTIFACT = "output"  # every stage uploads its output folder under this name; children fetch it
 StageBody = Callable[[AppConfig, dict, Path, NullTracker], dict]
@@ -39,7 +41,7 @@ def own_outputs(output_dir: Path, exclude: tuple[str, ...] = ()) -> Iterator[Pat
     """A folder with only the stage's own outputs, less `exclude`: `slm eval` writes its files beside its
     parents' step folders, which must not be uploaded again under the eval task."""
     nested = {p for p in output_dir.iterdir()
-              if p.name in exclude or (p.is_dir() and (p / ".step.json").is_file())}
+              if p.name in exclude or (p.is_dir() and (p / STEP_MANIFEST).is_file())}
     if not nested:
         yield output_dir
         return
@@ -60,18 +62,18 @@ def resolve_input(name: str, value: str) -> Path:
 
 
 def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str], output_dir: Path,
-              mode: str, task_name: str = "", detect_repository: bool = False,
-              upload_exclude: tuple[str, ...] = ()) -> dict:
-    tracker = make_tracker(mode, cfg.clearml.project, task_name or stage, stage, cfg.clearml.output_uri,
-                           cfg.clearml.tags, local_run=not detect_repository)
+              tracking: str, task_name: str = "", detect_repository: bool = False) -> dict:
+    spec = STAGES[stage]
+    tracker = make_tracker(tracking, cfg.clearml.project, task_name or stage, spec.task_type,
+                           cfg.clearml.output_uri, cfg.clearml.tags, local_run=not detect_repository)
     try:
-        cfg = connect_config(tracker, cfg, STAGE_SECTIONS[stage])
+        cfg = connect_config(tracker, cfg, spec.sections)
         inputs = tracker.connect_section(dict(inputs), name="inputs")
         input_dirs = {k: resolve_input(k, v) for k, v in inputs.items() if v}
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json(output_dir / "config.json", cfg.to_dict())
         results = body(cfg, input_dirs, output_dir, tracker)
-        with own_outputs(output_dir, upload_exclude) as folder:
+        with own_outputs(output_dir, spec.upload_exclude) as folder:
             tracker.upload_artifact(OUTPUT_ARTIFACT, folder)
         return {**results, "task_id": tracker.task_id,
                 "session_dir": str(tracker.session_dir) if tracker.session_dir else ""}
@@ -79,16 +81,14 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
         tracker.close()
 
 
-def main(stage: str, body: StageBody, argv: list[str] | None = None, upload_exclude: tuple[str, ...] = ()) -> int:
+def main(stage: str, body: StageBody, argv: list[str] | None = None) -> int:
     """Entry of `python clearml_tasks/<stage>.py [overrides]`, as an agent runs a template."""
-    from pipelines.cli import run_guarded
 
     def go() -> int:
         cfg = build_config(sys.argv[1:] if argv is None else argv)
         output_dir = Path(cfg.experiment.resolved_output_dir()) / stage
-        inputs = {name: "" for name in STAGE_INPUTS[stage]}
-        run_stage(stage, body, cfg, inputs, output_dir, resolve_mode("auto"), detect_repository=True,
-                  upload_exclude=upload_exclude)
+        inputs = {name: "" for name in STAGES[stage].inputs}
+        run_stage(stage, body, cfg, inputs, output_dir, resolve_tracking("auto"), detect_repository=True)
         return 0
 
     return run_guarded(go)

@@ -6,10 +6,6 @@ from typing import Any
 
 from components.report import format_results, numeric_metrics
 
-TASK_TYPES = {"ingest": "data_processing", "index": "data_processing", "eval": "testing",
-              "finetune": "training", "benchmark": "testing"}
-
-
 class NullTracker:
     """`--no-clearml`: the stage still prints its results; nothing is sent anywhere."""
 
@@ -36,18 +32,21 @@ class NullTracker:
 
 
 class ClearMLTracker(NullTracker):
-    def __init__(self, project: str, task_name: str, stage: str, offline: bool, output_uri: str = "",
+    def __init__(self, project: str, task_name: str, task_type: str, offline: bool, output_uri: str = "",
                  tags: list[str] | None = None, local_run: bool = True):
         from clearml import Task
 
         if offline:
             Task.set_offline(True)
         self.task = Task.init(
-            project_name=project, task_name=task_name, task_type=TASK_TYPES[stage],
+            project_name=project, task_name=task_name, task_type=task_type,
             reuse_last_task_id=False, output_uri=output_uri or None, tags=tags or None,
             # Repository detection can stall close() for minutes; an agent-run template needs it, a
             # local run does not.
             auto_connect_frameworks={"detect_repository": not local_run},
+            # The stage's parameters are its config sections; the `slm` command line (or anything else
+            # argparse parsed in this process) is not a parameter of the task.
+            auto_connect_arg_parser=False,
             auto_resource_monitoring=not offline)
         self.logger = self.task.get_logger()
         self.task_id = self.task.id
@@ -78,9 +77,10 @@ class ClearMLTracker(NullTracker):
         self.task.close()
 
 
-def make_tracker(mode: str, project: str, task_name: str, stage: str, output_uri: str = "",
+def make_tracker(tracking: str, project: str, task_name: str, task_type: str, output_uri: str = "",
                  tags: list[str] | None = None, local_run: bool = True) -> NullTracker:
-    if mode == "none":
+    """`tracking` is none, offline or online (clearml_tasks._tracking.resolve_tracking)."""
+    if tracking == "none":
         return NullTracker()
-    return ClearMLTracker(project, task_name, stage, offline=mode == "offline", output_uri=output_uri,
+    return ClearMLTracker(project, task_name, task_type, offline=tracking == "offline", output_uri=output_uri,
                           tags=tags, local_run=local_run)

@@ -18,14 +18,12 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from components.config import AppConfig
-from components.finetune import ADAPTER_DIR, CHECKPOINT_DIR, RESULTS_FILE, TRAINER_STATE_FILE, run_finetune
+from components.finetune import TRAINER_STATE_FILE, run_finetune
+from components.outputs import ADAPTER_DIR, RESULTS_FILE
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
 
 STAGE = "finetune"
-# Checkpoints (with optimizer state, ~6x the adapter) only serve resuming on the machine that ran; the
-# `output` artifact children fetch carries the adapter, not them.
-UPLOAD_EXCLUDE = (CHECKPOINT_DIR,)
 
 
 class TrackerScalars(TrainerCallback):
@@ -59,4 +57,4 @@ def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -
 
 
 if __name__ == "__main__":
-    sys.exit(main(STAGE, body, upload_exclude=UPLOAD_EXCLUDE))
+    sys.exit(main(STAGE, body))

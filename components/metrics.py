@@ -130,6 +130,11 @@ QA_METRICS = {
 }
 
 
+# The benchmark's quality metrics per question (Key Info also per part), averaged per model.
+BENCHMARK_QUALITY_METRICS = ("token_f1", "exact_match", "key_info", "key_info_numbers", "key_info_terms",
+                             "length_ratio")
+
+
 def score_prediction(prediction: str, golds: Sequence[str]) -> dict[str, float]:
     return {name: fn(prediction, golds) for name, fn in QA_METRICS.items()}
 

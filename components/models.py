@@ -19,6 +19,7 @@ from typing import Any
 
 from components.config import ModelConfig
 from components.errors import UserError
+from components.outputs import cache_root
 
 
 @dataclass
@@ -28,10 +29,6 @@ class LoadedModel:
     device: str
     model_size_bytes: int
     source: str  # the folder or hub id the weights came from
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("SLM_CACHE_DIR", Path.home() / ".cache" / "slm-experiments"))
 
 
 def packaged_gguf_path(cfg: ModelConfig) -> Path:
@@ -146,7 +143,6 @@ def model_size_bytes(model) -> int:
 
 
 def load_model(cfg: ModelConfig) -> LoadedModel:
-    import torch
     from transformers import AutoModelForCausalLM
 
     source = resolve_weights(cfg)

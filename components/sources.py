@@ -12,7 +12,6 @@ The cache is `$SLM_CACHE_DIR`, else `~/.cache/slm-experiments`.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -21,13 +20,10 @@ from urllib.parse import urlsplit, urlunsplit
 from components.config import DatasetConfig
 from components.errors import UserError
 from components.fileio import write_jsonl
+from components.outputs import cache_root
 
 DEMO_DATA_DIR = Path(__file__).resolve().parent / "demo_data"
 BUILTIN_DATASETS = {"demo": DEMO_DATA_DIR / "demo.jsonl"}
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("SLM_CACHE_DIR") or Path.home() / ".cache" / "slm-experiments")
 
 
 def display_source(path: str) -> str:
@@ -41,7 +37,7 @@ def display_source(path: str) -> str:
 def resolve_source(cfg: DatasetConfig, cache_dir: Path | None = None) -> Path:
     """The local file behind `cfg.path`, downloading or converting it into `cache_dir` when needed."""
     path = cfg.path.strip()
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
     if path.startswith("builtin:"):
         return _builtin(path.removeprefix("builtin:"))
     if path.startswith("s3://"):

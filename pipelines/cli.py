@@ -1,51 +1,43 @@
 """`slm`: the command line. Heavy imports (torch, clearml) happen inside the commands, so `slm --help`
 stays instant.
-
   slm run    [overrides]   the local DAG: ingest -> index -> eval per mode (+ finetune -> benchmark)
   slm eval   [overrides]   ingest (+ index) + eval of one mode; outputs in experiment.output_dir
   slm ingest|index|finetune|benchmark [overrides]   one stage (and what it needs upstream)
+  slm config [section]     every setting with its current value and what it does
 Overrides: `group=preset` (model=qwen_0.6b, dataset=local_nq, experiment_mode=retriever_context) and
 `section.field=value` (experiment.max_samples=100, experiment.output_dir=DIR, dataset.path=FILE_OR_S3).
+`--config outputs/x/config.json` starts from a saved run's resolved config (overrides go on top).
+Flags and overrides may come in any order.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import traceback
 from typing import Callable
 
-from components.errors import UserError
+from clearml_tasks.stages import STAGE_NAMES, STAGES
+from components.errors import run_guarded
 
 SUMMARY_COLUMNS = ["step", "status", "seconds", "num_examples", "token_recall", "legacy_token_recall", "token_f1",
                    "exact_match", "gold_hit@5", "train_loss_first", "train_loss_last", "token_f1_base",
                    "token_f1_tuned", "cpu_ram_used_mb"]
 
 
-def run_guarded(fn: Callable[[], int], debug: bool = False) -> int:
-    """Run a command: a UserError (or a failed step) is one line on stderr and exit status 2."""
-    debug = debug or os.environ.get("SLM_DEBUG") == "1"
-    try:
-        return fn()
-    except UserError as e:
-        if debug:
-            traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except RuntimeError as e:
-        if debug:
-            traceback.print_exc()
-        print(f"error: {e} (run with --debug for the traceback)", file=sys.stderr)
-        return 1
-
-
 def _tracking(args) -> str:
-    from clearml_tasks._mode import resolve_mode
+    from clearml_tasks._tracking import resolve_tracking
 
-    return resolve_mode("none" if args.no_clearml else "offline" if args.offline else "auto")
+    return resolve_tracking("none" if args.no_clearml else "offline" if args.offline else "auto")
+
+
+def load_config(args):
+    """The saved config of `--config` (or the defaults), with the command line's overrides on top."""
+    from components.config import AppConfig
+    from components.fileio import read_json
+    from components.overrides import build_config
+
+    base = AppConfig.from_dict(read_json(args.config)) if getattr(args, "config", None) else None
+    return build_config(args.overrides, base=base)
 
 
 def _summary_rows(outcomes) -> list[dict]:
@@ -68,39 +60,53 @@ def _print_and_save_summary(cfg, outcomes) -> None:
 
 
 def _run_steps(args, steps_for: Callable) -> int:
-    from components.overrides import build_config
     from pipelines.local import run_local
 
-    cfg = build_config(args.overrides)
+    cfg = load_config(args)
     outcomes = run_local(steps_for(cfg), cfg, _tracking(args), use_cache=not args.no_cache)
     _print_and_save_summary(cfg, outcomes)
     return 0
 
 
 def cmd_run(args) -> int:
-    from pipelines.dag import STAGES, build_dag
+    from pipelines.dag import build_dag
 
-    stages = tuple(s for s in STAGES if s not in (args.skip or []))
+    stages = tuple(s for s in STAGE_NAMES if s not in (args.skip or []))
     return _run_steps(args, lambda cfg: build_dag(cfg, stages))
 
 
 def cmd_eval(args) -> int:
     from pipelines.dag import single_eval_dag
 
-    return _run_steps(args, lambda cfg: single_eval_dag(cfg.experiment.mode))
+    return _run_steps(args, single_eval_dag)
 
 
 def cmd_stage(stage: str):
     def run(args) -> int:
         from pipelines.dag import stage_dag
 
-        return _run_steps(args, lambda cfg: stage_dag(stage))
+        return _run_steps(args, lambda cfg: stage_dag(stage, cfg))
 
     return run
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def cmd_config(args) -> int:
+    from components.config import describe_config
+
+    if args.section and "=" in args.section:  # `slm config a.b=c`: an override, not a section
+        args.overrides, args.section = [args.section, *args.overrides], None
+    print(describe_config(args.section, load_config(args)))
+    return 0
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="group=preset or section.field=value")
+    p.add_argument("--config", metavar="CONFIG_JSON",
+                   help="start from a saved resolved config (e.g. outputs/x/config.json)")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    _add_overrides(p)
     p.add_argument("--no-clearml", action="store_true", help="no tracking at all")
     p.add_argument("--offline", action="store_true", help="ClearML offline session even if a server is set")
     p.add_argument("--no-cache", action="store_true", help="run every step even if unchanged")
@@ -113,16 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run the local DAG (ingest, index, eval per mode, finetune, benchmark)")
     _add_common(p)
-    p.add_argument("--skip", nargs="*", choices=["index", "eval", "finetune", "benchmark"],
-                   help="stages to leave out")
+    p.add_argument("--skip", nargs="*", choices=STAGE_NAMES[1:], help="stages to leave out")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("eval", help="ingest (+ index) + eval of experiment.mode")
-    _add_common(p)
-    p.set_defaults(func=cmd_eval)
-    for stage in ("ingest", "index", "finetune", "benchmark"):
-        p = sub.add_parser(stage, help=f"run the {stage} stage (and what it needs upstream)")
+    for stage in STAGE_NAMES:
+        p = sub.add_parser(stage, help=f"{STAGES[stage].help} (and what it needs upstream)")
         _add_common(p)
-        p.set_defaults(func=cmd_stage(stage))
+        p.set_defaults(func=cmd_eval if stage == "eval" else cmd_stage(stage))
+    p = sub.add_parser("config", help="every setting: its value under the given overrides and what it does")
+    p.add_argument("section", nargs="?", help="one section (model, dataset, retriever, ...)")
+    _add_overrides(p)
+    p.set_defaults(func=cmd_config)
     _add_optional_commands(sub)
     return parser
 
@@ -135,11 +141,23 @@ def _add_optional_commands(sub) -> None:
     server_commands.register(sub)
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Like parse_args, but `key=value` overrides may also follow flags (`slm eval a=b --no-clearml c=d`):
+    argparse stops the positional list at the first flag and leaves the rest over."""
+    args, extra = parser.parse_known_args(argv)
+    stray = [t for t in extra if t.startswith("-") or "=" not in t or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     # transformers' per-load progress bars drown the stage output; our own loops keep theirs.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     return run_guarded(lambda: args.func(args), debug=args.debug)
 
 

@@ -23,8 +23,9 @@ from typing import Any, Callable
 from components.config import AppConfig
 from components.errors import UserError
 from components.overrides import apply_flat, changed_fields
-from pipelines.dag import STAGE_SECTIONS, StepSpec, build_dag, referenced_step, validate_dag
-from pipelines.templates import DEFAULT_TASK_IMAGE, DEFAULT_TEMPLATE_PROJECT, TEMPLATE_NAMES, GitSource
+from clearml_tasks.stages import STAGES
+from pipelines.dag import StepSpec, build_dag, referenced_step, validate_dag
+from pipelines.templates import DEFAULT_TASK_IMAGE, DEFAULT_TEMPLATE_PROJECT, GitSource
 
 CONTROLLER_ENTRY = "pipelines/controller.py"
 DEFAULT_STEP_QUEUE = "gpu"
@@ -77,14 +78,14 @@ def pipeline_parameters(cfg: AppConfig) -> dict[str, Any]:
 def samples_without_seed(cfg: AppConfig, stage: str) -> bool:
     """A section the stage reads samples (`do_sample`) with no seed: its output is not reproducible, so
     it is never served from cache. Greedy decoding, and sampling with a seed, are cacheable."""
-    sections = (getattr(cfg, name) for name in STAGE_SECTIONS[stage])
+    sections = (getattr(cfg, name) for name in STAGES[stage].sections)
     return any(getattr(s, "do_sample", False) and getattr(s, "seed", None) is None for s in sections)
 
 
 def step_parameters(step: StepSpec, cfg: AppConfig) -> dict[str, Any]:
     """What a step sets on its cloned template: changed config fields of the stage's sections, the
     pipeline knobs those sections hold, the step's own overrides, and its inputs (`${parent.id}`)."""
-    sections = STAGE_SECTIONS[step.stage]
+    sections = STAGES[step.stage].sections
     params = {clearml_key(key): parameter_value(value) for key, value in changed_fields(cfg).items()
               if key.split(".")[0] in sections}
     params.update({clearml_key(key): "${pipeline.%s}" % name
@@ -103,7 +104,7 @@ def build_plan(cfg: AppConfig, queue: str = DEFAULT_STEP_QUEUE,
     steps = build_dag(cfg)
     validate_dag(steps)
     return [{"name": step.name, "stage": step.stage, "template_project": template_project,
-             "template_name": TEMPLATE_NAMES[step.stage], "parents": list(step.parents),
+             "template_name": step.stage, "parents": list(step.parents),
              "execution_queue": queue, "parameter_override": step_parameters(step, cfg),
              "cache_executed_step": not samples_without_seed(apply_flat(cfg, step.overrides), step.stage),
              "retry_on_failure": retries}
@@ -196,11 +197,11 @@ def start_pipeline(cfg: AppConfig, queue: str = DEFAULT_STEP_QUEUE,
     `PipelineController.start` enqueues the controller task and ends this process; with no agent on
     `controller_queue` the pipeline stays pending (clearml #1109).
     """
-    from clearml_tasks._mode import resolve_mode
+    from clearml_tasks._tracking import resolve_tracking
     from pipelines.templates import find_template_ids, git_source
 
     plan = build_plan(cfg, queue, controller_queue, template_project)
-    if resolve_mode("auto") != "online":
+    if resolve_tracking("auto") != "online":
         raise UserError("`pipeline start` needs a ClearML server (api.api_server in clearml.conf or "
                         "CLEARML_API_HOST); see the plan with --dry-run, or run locally with `slm run`")
     base_task_ids = find_template_ids(template_project, [step["stage"] for step in plan])

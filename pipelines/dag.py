@@ -2,34 +2,17 @@
 
 A step names its stage (the ClearML template it runs), its parents, the `section.field` values it sets
 on top of the run's config (e.g. the eval mode), and its inputs as references to parent steps
-(`${ingest.id}`: locally the parent's output folder, on a server the parent task's id).
+(`${ingest.id}`: locally the parent's output folder, on a server the parent task's id). Which stages
+exist and what each reads comes from the stage registry (`clearml_tasks.stages`); the edges are the
+inputs each stage needs under the step's config.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from clearml_tasks.stages import STAGE_NAMES, STAGES, upstream
 from components.config import AppConfig
-
-STAGES = ("ingest", "index", "eval", "finetune", "benchmark")
-
-# Config sections each stage reads: connected as its ClearML parameter sections, and hashed into its
-# step-cache key. Everything a stage's output depends on must be listed here.
-STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "ingest": ("dataset",),
-    "index": ("retriever",),
-    "eval": ("experiment", "model", "retriever", "prompt", "generation"),
-    "finetune": ("finetune", "model", "prompt"),
-    "benchmark": ("benchmark", "model", "prompt"),
-}
-
-# What each stage takes from its parents: input name -> parent stage.
-STAGE_INPUTS: dict[str, tuple[str, ...]] = {
-    "ingest": (),
-    "index": ("ingest",),
-    "eval": ("ingest", "index"),
-    "finetune": ("ingest",),
-    "benchmark": ("ingest", "finetune"),
-}
+from components.overrides import apply_flat
 
 
 @dataclass(frozen=True)
@@ -61,48 +44,51 @@ def eval_step_name(mode: str) -> str:
     return f"eval_{mode}"
 
 
-def _step(name: str, stage: str, deps: dict[str, str], **kwargs) -> StepSpec:
-    return StepSpec(name=name, stage=stage, parents=tuple(dict.fromkeys(deps.values())),
-                    inputs={k: ref(v) for k, v in deps.items()}, **kwargs)
+def step_config(cfg: AppConfig, step: StepSpec) -> AppConfig:
+    """The run's config with the step's own overrides on top."""
+    return apply_flat(cfg, step.overrides) if step.overrides else cfg
 
 
-def eval_steps(modes: list[str], single: bool = False) -> list[StepSpec]:
-    steps = []
-    for mode in modes:
-        deps = {"ingest": "ingest", **({"index": "index"} if mode == "retriever_context" else {})}
-        steps.append(_step("eval" if single else eval_step_name(mode), "eval", deps,
-                           overrides={"experiment.mode": mode}, output_subdir="" if single else None))
+def _variants(stage: str, cfg: AppConfig, single_eval: bool) -> list[tuple[str, dict, str | None]]:
+    """(step name, overrides, output subdir) of each step a stage contributes: eval one per mode."""
+    if stage != "eval":
+        return [(stage, {}, None)]
+    if single_eval:
+        return [("eval", {"experiment.mode": cfg.experiment.mode}, "")]
+    modes = dict.fromkeys(cfg.experiment.modes)
+    return [(eval_step_name(m), {"experiment.mode": m}, None) for m in modes]
+
+
+def build_dag(cfg: AppConfig, stages: tuple[str, ...] = STAGE_NAMES, single_eval: bool = False) -> list[StepSpec]:
+    """Steps of the chosen stages in registry order; a step whose needed input is not in the DAG (a
+    retriever_context eval without index, a benchmark without finetune) is left out."""
+    steps: list[StepSpec] = []
+    for stage in (s for s in STAGES if s in stages):
+        for name, overrides, subdir in _variants(stage, cfg, single_eval):
+            needed = STAGES[stage].needed_inputs(apply_flat(cfg, overrides) if overrides else cfg)
+            if all(any(s.name == parent for s in steps) for parent in needed):
+                steps.append(StepSpec(name=name, stage=stage, parents=needed, overrides=overrides,
+                                      inputs={parent: ref(parent) for parent in needed}, output_subdir=subdir))
     return steps
 
 
-def build_dag(cfg: AppConfig, stages: tuple[str, ...] = STAGES) -> list[StepSpec]:
-    """The full pipeline: ingest -> index -> eval per mode, ingest -> finetune -> benchmark."""
-    modes = list(dict.fromkeys(cfg.experiment.modes))
-    steps = [_step("ingest", "ingest", {})]
-    if "index" in stages:
-        steps.append(_step("index", "index", {"ingest": "ingest"}))
-    if "eval" in stages:
-        steps += eval_steps([m for m in modes if "index" in stages or m != "retriever_context"])
-    if "finetune" in stages:
-        steps.append(_step("finetune", "finetune", {"ingest": "ingest"}))
-    if "benchmark" in stages and "finetune" in stages:
-        steps.append(_step("benchmark", "benchmark", {"ingest": "ingest", "finetune": "finetune"}))
-    return steps
+def with_ancestors(steps: list[StepSpec], names: set[str]) -> list[StepSpec]:
+    """The named steps and every step they read from, in DAG order."""
+    wanted = set(names)
+    for step in reversed(steps):
+        if step.name in wanted:
+            wanted.update(step.parents)
+    return [s for s in steps if s.name in wanted]
 
 
-def single_eval_dag(mode: str) -> list[StepSpec]:
+def single_eval_dag(cfg: AppConfig) -> list[StepSpec]:
     """`slm eval`: ingest (+ index for retrieval) and one eval whose outputs land in output_dir itself."""
-    steps = [_step("ingest", "ingest", {})]
-    if mode == "retriever_context":
-        steps.append(_step("index", "index", {"ingest": "ingest"}))
-    return steps + eval_steps([mode], single=True)
+    return with_ancestors(build_dag(cfg, upstream("eval"), single_eval=True), {"eval"})
 
 
-def stage_dag(stage: str) -> list[StepSpec]:
+def stage_dag(stage: str, cfg: AppConfig) -> list[StepSpec]:
     """`slm <stage>`: that stage and what it needs upstream."""
-    wanted = {"ingest": ("ingest",), "index": ("ingest", "index"), "finetune": ("ingest", "finetune"),
-              "benchmark": ("ingest", "finetune", "benchmark")}[stage]
-    return [s for s in build_dag(AppConfig(), stages=wanted) if s.stage in wanted]
+    return build_dag(cfg, upstream(stage))
 
 
 def validate_dag(steps: list[StepSpec]) -> None:

@@ -15,16 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from clearml_tasks._task import run_stage
+from clearml_tasks.stages import STAGES
 from components.config import AppConfig
 from components.errors import UserError
 from components.fileio import read_json, write_json
-from components.overrides import apply_flat
-from pipelines.dag import STAGE_SECTIONS, StepSpec, referenced_step, validate_dag
-
-STEP_MANIFEST = ".step.json"
-STAGE_MODULES = {"ingest": "clearml_tasks.ingest", "index": "clearml_tasks.build_index",
-                 "eval": "clearml_tasks.evaluate", "finetune": "clearml_tasks.finetune",
-                 "benchmark": "clearml_tasks.benchmark"}
+from components.outputs import STEP_MANIFEST
+from pipelines.dag import StepSpec, referenced_step, step_config, validate_dag
 
 
 @dataclass
@@ -37,10 +34,6 @@ class StepOutcome:
     results: dict
 
 
-def step_config(cfg: AppConfig, step: StepSpec) -> AppConfig:
-    return apply_flat(cfg, step.overrides) if step.overrides else cfg
-
-
 def _input_identity(cfg: AppConfig) -> str:
     """A local dataset file's size and mtime, so editing the data invalidates the ingest step."""
     path = Path(cfg.dataset.path)
@@ -50,24 +43,8 @@ def _input_identity(cfg: AppConfig) -> str:
     return cfg.dataset.path
 
 
-# Fields a stage connects (so the UI shows them) whose value cannot change that stage's output.
-CACHE_IGNORED = {"index": {"retriever": ("top_k",)},
-                 "eval": {"experiment": ("name", "modes", "output_dir")}}
-
-
-def cache_sections(step: StepSpec, cfg: AppConfig) -> dict:
-    """The config a step's output depends on."""
-    data = cfg.to_dict()
-    for section, fields in CACHE_IGNORED.get(step.stage, {}).items():
-        data[section] = {k: v for k, v in data[section].items() if k not in fields}
-    sections = {s: data[s] for s in STAGE_SECTIONS[step.stage]}
-    if step.stage == "eval" and cfg.experiment.mode != "retriever_context":
-        sections.pop("retriever")  # only retrieval reads it
-    return sections
-
-
 def cache_key(step: StepSpec, cfg: AppConfig, parent_keys: dict[str, str]) -> str:
-    payload = {"stage": step.stage, "sections": cache_sections(step, cfg),
+    payload = {"stage": step.stage, "sections": STAGES[step.stage].cache_config(cfg),
                "parents": {p: parent_keys[p] for p in step.parents}}
     if step.stage == "ingest":
         payload["input"] = _input_identity(cfg)
@@ -86,14 +63,13 @@ def cached_results(step_dir: Path, key: str) -> dict | None:
 
 
 def stage_entry(stage: str):
-    return importlib.import_module(STAGE_MODULES[stage])
+    return importlib.import_module(STAGES[stage].entry_module)
 
 
-def run_local(steps: list[StepSpec], cfg: AppConfig, mode: str, use_cache: bool = True,
+def run_local(steps: list[StepSpec], cfg: AppConfig, tracking: str, use_cache: bool = True,
               log: Callable[[str], None] = print) -> list[StepOutcome]:
-    """Run every step (or serve it from the cache); a failing step stops the run and names itself."""
-    from clearml_tasks._task import run_stage
-
+    """Run every step (or serve it from the cache); a failing step stops the run and names itself.
+    `tracking` is none, offline or online (clearml_tasks._tracking)."""
     validate_dag(steps)
     root = Path(cfg.experiment.resolved_output_dir())
     root.mkdir(parents=True, exist_ok=True)
@@ -115,9 +91,8 @@ def run_local(steps: list[StepSpec], cfg: AppConfig, mode: str, use_cache: bool 
         inputs = {name: str(dirs[referenced_step(value)]) for name, value in step.inputs.items()}
         log(f"[{step.name}] running {step.stage} -> {step_dir}")
         try:
-            entry = stage_entry(step.stage)
-            results = run_stage(step.stage, entry.body, scfg, inputs, step_dir, mode, task_name=step.name,
-                                upload_exclude=getattr(entry, "UPLOAD_EXCLUDE", ()))
+            results = run_stage(step.stage, stage_entry(step.stage).body, scfg, inputs, step_dir, tracking,
+                                task_name=step.name)
         except UserError as e:
             raise UserError(f"step {step.name} failed: {e}") from None
         except Exception as e:

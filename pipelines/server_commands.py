@@ -19,9 +19,9 @@ DEFAULT_SWEEP_PROJECT = f"{AppConfig().clearml.project}/sweeps"
 
 
 def _require_server(what: str) -> None:
-    from clearml_tasks._mode import resolve_mode
+    from clearml_tasks._tracking import resolve_tracking
 
-    if resolve_mode("auto") != "online":
+    if resolve_tracking("auto") != "online":
         raise UserError(f"{what} needs a ClearML server: set api.api_server in clearml.conf (or "
                         "CLEARML_API_HOST); with no server use --dry-run, or `slm run` to execute locally")
 

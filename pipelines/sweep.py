@@ -16,35 +16,22 @@ optimizer cannot read ("could not find requested metric", clearml #285).
 """
 from __future__ import annotations
 
-import difflib
 import math
 import typing
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from components.config import field_types, section_types
-from components.errors import UserError
-from components.metrics import QA_METRICS
-from components.overrides import coerce_value
+from components.config import coerce_value, field_types, section_types
+from components.errors import UserError, did_you_mean
 from components.report import format_table
-from pipelines.dag import STAGE_INPUTS, STAGE_SECTIONS
+from clearml_tasks.stages import STAGES
 
 PARAM_KINDS = ("int", "uniform", "loguniform", "choice", "fixed")
 OBJECTIVE_TITLE = "Summary"
 DIRECTIONS = ("max", "min")
-# The benchmark's quality metrics, each reported for the base model, the tuned one and their difference
-# (components/benchmark.py; not imported here: it pulls in torch).
-BENCHMARK_QUALITY = ("token_f1", "exact_match", "key_info", "key_info_numbers", "key_info_terms",
-                     "length_ratio")
-# Numeric results each stage reports through `report_results` (clearml_tasks/_tracker.py), i.e. the
-# series under `Summary`. Ingest and index report sizes and counts, nothing worth optimising.
-STAGE_METRICS: dict[str, tuple[str, ...]] = {
-    "eval": (*QA_METRICS, "context_has_answer_rate", "share_hit_max_new_tokens", "duration_seconds",
-             "seconds_per_question", "generated_tokens_per_second", "cpu_ram_used_mb", "gpu_ram_peak_mb"),
-    "finetune": ("eval_loss", "train_loss_last", "train_loss_mean", "tokens_per_second", "samples_per_second",
-                 "duration_seconds"),
-    "benchmark": tuple(f"{m}_{which}" for m in BENCHMARK_QUALITY for which in ("base", "tuned", "delta")),
-}
+# Numeric results each stage reports as single values (the series under `Summary`); stages that report
+# nothing worth optimising (ingest, index) are not sweepable.
+STAGE_METRICS: dict[str, tuple[str, ...]] = {name: s.metrics for name, s in STAGES.items() if s.metrics}
 # Single-value objectives have no iterations, so this bound never aborts a job; OptimizerOptuna
 # requires the argument (a TypeError without it).
 MAX_ITERATION_PER_JOB = 10**9
@@ -80,19 +67,12 @@ SWEEP_PRESETS: dict[str, SweepPreset] = {
 }
 
 
-def _suggest(word: str, options: Sequence[str]) -> str:
-    """Same name in another case first (the #254 trap), then the closest spelling."""
-    same = [o for o in options if o.lower() == word.lower()]
-    close = same or difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
 def stage_parameter_types(stage: str) -> dict[str, Any]:
     """`Section/field -> type` of every parameter the stage's template connects (inputs are task ids)."""
     types = section_types()
-    keys = {f"{section}/{name}": tp for section in STAGE_SECTIONS[stage]
+    keys = {f"{section}/{name}": tp for section in STAGES[stage].sections
             for name, tp in field_types(types[section]).items()}
-    keys.update({f"inputs/{name}": str for name in STAGE_INPUTS[stage]})
+    keys.update({f"inputs/{name}": str for name in STAGES[stage].inputs})
     return keys
 
 
@@ -101,10 +81,10 @@ def validate_key(stage: str, key: str) -> Any:
     known = stage_parameter_types(stage)
     if key in known:
         return known[key]
-    hint = _suggest(key.replace(".", "/", 1), list(known))
+    hint = did_you_mean(key.replace(".", "/", 1), list(known))
     section = key.replace(".", "/", 1).split("/")[0]
-    where = "" if section in (*STAGE_SECTIONS[stage], "inputs") else (
-        f"; the {stage} template reads sections {', '.join(STAGE_SECTIONS[stage])} and inputs")
+    where = "" if section in (*STAGES[stage].sections, "inputs") else (
+        f"; the {stage} template reads sections {', '.join(STAGES[stage].sections)} and inputs")
     raise UserError(f"unknown parameter {key!r} for the {stage} template{hint}{where}. Keys are "
                     "Section/field and case-sensitive: ClearML silently ignores a name the template lacks "
                     "(clearml #254)")
@@ -179,14 +159,14 @@ def validate_objective(stage: str, title: str, series: str) -> None:
                         f"table is a plot the optimizer cannot read, clearml #285); use "
                         f"--objective {OBJECTIVE_TITLE}/{series}")
     if series not in metrics:
-        raise UserError(f"the {stage} stage reports no metric {series!r}{_suggest(series, metrics)}; "
+        raise UserError(f"the {stage} stage reports no metric {series!r}{did_you_mean(series, metrics)}; "
                         f"it reports {', '.join(metrics)} (clearml #285)")
 
 
 def infer_stage(param_texts: Sequence[str], series: str) -> str:
     """The one stage whose template has every swept section (and, among several, reports the objective)."""
     sections = {text.partition("=")[0].replace(".", "/", 1).split("/")[0] for text in param_texts}
-    covering = [stage for stage in STAGE_METRICS if sections <= {*STAGE_SECTIONS[stage], "inputs"}]
+    covering = [stage for stage in STAGE_METRICS if sections <= {*STAGES[stage].sections, "inputs"}]
     reporting = [stage for stage in covering if series in STAGE_METRICS[stage]]
     for candidates in (reporting, covering):  # a lone covering stage gets the objective's own error
         if len(candidates) == 1:
@@ -199,10 +179,10 @@ def check_template(stage: str, template_params: dict[str, Any], space: Sequence[
     """Against the real base task: every swept key exists as written, and every input is set somewhere."""
     missing = [p.key for p in space if p.key not in template_params]
     if missing:
-        hints = "; ".join(f"{k}{_suggest(k, list(template_params))}" for k in missing)
+        hints = "; ".join(f"{k}{did_you_mean(k, list(template_params))}" for k in missing)
         raise UserError(f"the base task has no parameter {hints} (ClearML would ignore it, clearml #254)")
     pinned = {p.key for p in space}
-    unset = [f"inputs/{name}" for name in STAGE_INPUTS[stage]
+    unset = [f"inputs/{name}" for name in STAGES[stage].inputs
              if not template_params.get(f"inputs/{name}") and f"inputs/{name}" not in pinned]
     if unset:
         raise UserError(f"the base task has no {', '.join(unset)}: every job would fail. Sweep a step of a "

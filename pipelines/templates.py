@@ -15,16 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from components.config import AppConfig
+from components.config import AppConfig, field_help
 from components.errors import UserError
-from pipelines.dag import STAGE_INPUTS, STAGE_SECTIONS, STAGES
+from clearml_tasks.stages import STAGES
 
-# stage -> template task name; the name is the stage's one word (CLI verb, DAG node, config section).
-TEMPLATE_NAMES: dict[str, str] = {stage: stage for stage in STAGES}
-STAGE_SCRIPTS: dict[str, str] = {
-    "ingest": "clearml_tasks/ingest.py", "index": "clearml_tasks/build_index.py",
-    "eval": "clearml_tasks/evaluate.py", "finetune": "clearml_tasks/finetune.py",
-    "benchmark": "clearml_tasks/benchmark.py"}
 TEMPLATE_TAG = "template"
 # The tag docker/Dockerfile documents and docker/docker-compose.yml (SLM_TASK_IMAGE) runs.
 DEFAULT_TASK_IMAGE = "slm-experiments-task:0.1.0"
@@ -86,10 +80,19 @@ def git_source(repo_url: str | None = None, branch: str | None = None, commit: s
 def template_parameters(stage: str) -> dict[str, Any]:
     """`Section/field -> default` exactly as the stage connects them (`clearml_tasks._task.run_stage`)."""
     data = AppConfig().to_dict()
-    params = {f"{section}/{name}": value for section in STAGE_SECTIONS[stage]
+    params = {f"{section}/{name}": value for section in STAGES[stage].sections
               for name, value in data[section].items()}
-    params.update({f"inputs/{name}": "" for name in STAGE_INPUTS[stage]})
+    params.update({f"inputs/{name}": "" for name in STAGES[stage].inputs})
     return params
+
+
+def parameter_descriptions(stage: str) -> dict[str, str]:
+    """`Section/field -> help`: what the ClearML UI shows beside each editable parameter."""
+    descriptions = {key: field_help(*key.split("/", 1)) for key in template_parameters(stage)
+                    if not key.startswith("inputs/")}
+    descriptions.update({f"inputs/{name}": f"id of the {name} task whose `output` artifact this stage reads"
+                         for name in STAGES[stage].inputs})
+    return descriptions
 
 
 def _package_args(requirements: Sequence[str] | Path | None) -> dict[str, Any]:
@@ -115,22 +118,22 @@ def register_templates(project: str = DEFAULT_TEMPLATE_PROJECT, repo_url: str | 
     """
     from clearml import Task
 
-    from clearml_tasks._tracker import TASK_TYPES
-
     if Task.is_offline():
         raise UserError("registering templates needs a ClearML server; offline mode cannot create tasks")
     source = git_source(repo_url, branch, commit)
     ids: dict[str, str] = {}
-    for stage in STAGES:
+    for stage in STAGES.values():
         task = Task.create(
-            project_name=project, task_name=TEMPLATE_NAMES[stage], task_type=TASK_TYPES[stage],
+            project_name=project, task_name=stage.name, task_type=stage.task_type,
             repo=source.repo, branch=source.branch, commit=source.commit or None,
-            script=STAGE_SCRIPTS[stage], working_directory=".", docker=docker_image,
+            script=stage.script, working_directory=".", docker=docker_image,
             add_task_init_call=False, **_package_args(requirements))
-        task.set_parameters(template_parameters(stage))
+        # set_parameters has no descriptions; its private twin takes them (what the UI shows as help).
+        task._set_parameters(template_parameters(stage.name),
+                             **{"__parameters_descriptions": parameter_descriptions(stage.name)})
         task.add_tags([TEMPLATE_TAG])
-        ids[stage] = task.id
-        log(f"{stage:<10} {task.id}  {project}/{TEMPLATE_NAMES[stage]}  ({STAGE_SCRIPTS[stage]})")
+        ids[stage.name] = task.id
+        log(f"{stage.name:<10} {task.id}  {project}/{stage.name}  ({stage.script})")
     commit_text = source.commit[:12] or "(branch head)"
     log(f"code: {source.repo} @ {source.branch} {commit_text}; image: {docker_image}")
     return ids
@@ -143,12 +146,12 @@ def find_template_ids(project: str, stages: Sequence[str]) -> dict[str, str]:
     ids = {}
     for stage in dict.fromkeys(stages):
         try:  # several matches: the SDK picks the most recently updated one
-            task = Task.get_task(project_name=project, task_name=TEMPLATE_NAMES[stage], tags=[TEMPLATE_TAG],
+            task = Task.get_task(project_name=project, task_name=stage, tags=[TEMPLATE_TAG],
                                  allow_archived=False)
         except ValueError:  # the project itself does not exist
             task = None
         if task is None:
-            raise UserError(f"no {TEMPLATE_NAMES[stage]!r} template in project {project!r}; "
+            raise UserError(f"no {stage!r} template in project {project!r}; "
                             f"run `slm templates register --project {project}` first")
         ids[stage] = task.id
     return ids

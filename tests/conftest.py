@@ -4,7 +4,7 @@ Environment (set in pytest_configure, before any test module is imported, so no 
 before it is in place):
 - CLEARML_CACHE_DIR -> a session temp dir: offline sessions land there, never in ~/.clearml.
 - CLEARML_CONFIG_FILE -> a path that does not exist: no user clearml.conf leaks in, so ClearML runs
-  offline (clearml_tasks._mode then writes its own offline conf and repoints the variable itself).
+  offline (clearml_tasks._tracking then writes its own offline conf and repoints the variable itself).
 - CLEARML_API_HOST / CLEARML_OFFLINE_MODE removed.
 - OMP_NUM_THREADS=1 unless already set: on this 2-core machine other processes often load the CPU, and
   torch's multi-threaded kernels then spin-wait on descheduled threads (measured: one 2-prompt batch
@@ -53,7 +53,7 @@ _SDK_PROCESS_VARS = ("CLEARML_PROC_MASTER_ID", "TRAINS_PROC_MASTER_ID", "CLEARML
 
 @pytest.fixture(autouse=True)
 def _clearml_env_isolation():
-    """Restore the environment after each test. The code under test changes it on its own: resolve_mode
+    """Restore the environment after each test. The code under test changes it on its own: resolve_tracking
     repoints CLEARML_CONFIG_FILE (and remembers the user's file), and the ClearML SDK sets
     CLEARML_OFFLINE_MODE / TRAINS_OFFLINE_MODE and CLEARML_PROC_MASTER_ID. Leaked into a later test's
     subprocess, the master id makes that process's Task.init return a stub instead of a task."""
@@ -97,8 +97,16 @@ def demo_ingest_dir(tmp_path_factory) -> Path:
 def demo_index_dir(tmp_path_factory, demo_ingest_dir) -> Path:
     """A BM25 index (default retriever config) over the demo passages, built once per session."""
     from components.config import RetrieverConfig
-    from components.indexing import run_index
+    from components.index import run_index
 
     out = tmp_path_factory.mktemp("demo_index")
     run_index(RetrieverConfig(), demo_ingest_dir, out)
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/e2e/ (the real model, real subprocesses, deployment files) is `slow`."""
+    e2e = Path(__file__).resolve().parent / "e2e"
+    for item in items:
+        if e2e in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.slow)

@@ -1,7 +1,7 @@
 """Eval template: the model answers every selected question in one mode (no_context, oracle_context,
 retriever_context); metrics, predictions and memory are reported and uploaded.
 
-Run: python clearml_tasks/evaluate.py experiment_mode=oracle_context   (or `slm eval`)
+Run: python clearml_tasks/eval.py experiment_mode=oracle_context   (or `slm eval`)
 """
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from components.config import AppConfig
-from components.evaluation import MEMORY_FILE, PREDICTIONS_FILE, RESULTS_FILE, run_eval
+from components.eval import MEMORY_FILE, PREDICTIONS_FILE, run_eval
+from components.outputs import RESULTS_FILE
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
 

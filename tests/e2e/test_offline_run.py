@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import uuid
 import zipfile
@@ -19,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from clearml_tasks._mode import resolve_mode
-from components.errors import UserError
+from clearml_tasks._tracking import resolve_tracking
 from components.fileio import read_json
 from components.overrides import build_config
-from pipelines.dag import STAGE_SECTIONS, single_eval_dag
+from clearml_tasks.stages import STAGES
+from pipelines.dag import single_eval_dag
 from pipelines.local import StepOutcome, run_local
 
 SEED_KEYS = ("token_recall", "num_examples", "model_size_bytes", "model_size_mb", "retriever_index_size_bytes",
@@ -54,24 +53,24 @@ def offline(tmp_path_factory, clearml_cache_dir) -> OfflineRuns:
     Secrets sit in the environment the whole time."""
     out = tmp_path_factory.mktemp("offline_run")
     args = ["experiment.max_samples=4", f"experiment.output_dir={out}"]
-    # resolve_mode repoints CLEARML_CONFIG_FILE and the SDK's Task.set_offline sets CLEARML_OFFLINE_MODE,
+    # resolve_tracking repoints CLEARML_CONFIG_FILE and the SDK's Task.set_offline sets CLEARML_OFFLINE_MODE,
     # both in os.environ: put them back afterwards so later tests start clean
     saved = {k: os.environ.get(k) for k in ("CLEARML_CONFIG_FILE", "CLEARML_OFFLINE_MODE")}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
         mp.setenv("CLEARML_API_SECRET_KEY", CLEARML_SECRET)
-        mode = resolve_mode("offline")
-        assert mode == "offline"
+        tracking = resolve_tracking("offline")
+        assert tracking == "offline"
         cfg = build_config(args)
         started = time.perf_counter()
-        first = run_local(single_eval_dag("no_context"), cfg, mode)
+        first = run_local(single_eval_dag(cfg), cfg, tracking)
         first_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        second = run_local(single_eval_dag("no_context"), cfg, mode)
+        second = run_local(single_eval_dag(cfg), cfg, tracking)
         second_seconds = time.perf_counter() - started
         print(f"\nfirst run {first_seconds:.2f} s, step-cached re-run {second_seconds:.3f} s")
-        changed = run_local(single_eval_dag("no_context"), build_config(args + ["generation.max_new_tokens=4"]),
-                            mode)
+        changed_cfg = build_config(args + ["generation.max_new_tokens=4"])
+        changed = run_local(single_eval_dag(changed_cfg), changed_cfg, tracking)
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -122,7 +121,7 @@ def test_every_step_has_an_offline_session(offline, clearml_cache_dir):
 @pytest.mark.slow
 def test_ingest_session_parameters(offline):
     task = _task(_by_name(offline.first)["ingest"])
-    assert set(task["hyperparams"]) - {"inputs"} == set(STAGE_SECTIONS["ingest"]) == {"dataset"}
+    assert set(task["hyperparams"]) - {"inputs"} == set(STAGES["ingest"].sections) == {"dataset"}
     assert _param(task, "dataset", "path") == "builtin:demo"
     assert _param(task, "dataset", "name") == "demo"
     assert _param(task, "dataset", "test_fraction") == "0.2"
@@ -131,8 +130,8 @@ def test_ingest_session_parameters(offline):
 @pytest.mark.slow
 def test_eval_session_parameters(offline):
     task = _task(_by_name(offline.first)["eval"])
-    assert set(task["hyperparams"]) == set(STAGE_SECTIONS["eval"]) | {"inputs"}
-    assert set(STAGE_SECTIONS["eval"]) == {"experiment", "model", "retriever", "prompt", "generation"}
+    assert set(task["hyperparams"]) == set(STAGES["eval"].sections) | {"inputs"}
+    assert set(STAGES["eval"].sections) == {"experiment", "model", "retriever", "prompt", "generation"}
     assert _param(task, "experiment", "max_samples") == "4"
     assert _param(task, "experiment", "mode") == "no_context"
     assert _param(task, "experiment", "output_dir") == str(offline.output_dir)
@@ -263,85 +262,12 @@ def test_secrets_are_written_nowhere(offline):
 def test_no_clearml_creates_no_session(tmp_path, clearml_cache_dir):
     offline_dir = clearml_cache_dir / "offline"
     before = sorted(os.listdir(offline_dir)) if offline_dir.is_dir() else []
-    mode = resolve_mode("none")
-    assert mode == "none"
+    tracking = resolve_tracking("none")
+    assert tracking == "none"
     cfg = build_config(["experiment.max_samples=2", "generation.max_new_tokens=4", f"experiment.output_dir={tmp_path}"])
-    outcomes = run_local(single_eval_dag("no_context"), cfg, mode)
+    outcomes = run_local(single_eval_dag(cfg), cfg, tracking)
     assert [o.status for o in outcomes] == ["ran", "ran"]
     assert all(o.results["session_dir"] == "" and o.results["task_id"] == "" for o in outcomes)
     assert read_json(tmp_path / "results.json")["num_examples"] == 2
     after = sorted(os.listdir(offline_dir)) if offline_dir.is_dir() else []
     assert after == before
-
-
-# --- tracking mode resolution ----------------------------------------------------------------------
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_unreachable_server_is_a_fast_user_error(monkeypatch):
-    host = f"http://127.0.0.1:{_closed_port()}"
-    monkeypatch.delenv("CLEARML_OFFLINE_MODE", raising=False)
-    monkeypatch.setenv("CLEARML_API_HOST", host)
-    started = time.perf_counter()
-    with pytest.raises(UserError) as e:
-        resolve_mode("auto")
-    elapsed = time.perf_counter() - started
-    assert elapsed < 6, elapsed
-    assert host in str(e.value) and "--offline" in str(e.value)
-
-
-def test_silent_server_is_a_user_error_within_the_ping_timeout(monkeypatch):
-    """A server that accepts the connection and never answers must not hang the run."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        host = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        monkeypatch.delenv("CLEARML_OFFLINE_MODE", raising=False)
-        monkeypatch.setenv("CLEARML_API_HOST", host)
-        started = time.perf_counter()
-        with pytest.raises(UserError, match="--offline") as e:
-            resolve_mode("auto")
-        elapsed = time.perf_counter() - started
-    assert elapsed < 8, elapsed
-    assert host in str(e.value)
-
-
-def test_no_configuration_means_offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("SLM_CACHE_DIR", str(tmp_path / "slm-cache"))  # the offline conf goes here
-    no_conf = os.environ["CLEARML_CONFIG_FILE"]
-    monkeypatch.setenv("CLEARML_CONFIG_FILE", no_conf)  # resolve_mode repoints it; restored afterwards
-    monkeypatch.delenv("CLEARML_OFFLINE_MODE", raising=False)
-    monkeypatch.delenv("CLEARML_API_HOST", raising=False)
-    assert resolve_mode("auto") == "offline"
-    assert Path(os.environ["CLEARML_CONFIG_FILE"]) == tmp_path / "slm-cache" / "clearml-offline.conf"
-    monkeypatch.setenv("CLEARML_CONFIG_FILE", no_conf)
-    monkeypatch.setenv("CLEARML_API_HOST", f"http://127.0.0.1:{_closed_port()}")
-    monkeypatch.setenv("CLEARML_OFFLINE_MODE", "1")
-    assert resolve_mode("auto") == "offline"  # forced offline: the server is not even pinged
-    assert resolve_mode("none") == "none"
-
-
-@pytest.mark.parametrize("with_user_conf", [False, True])
-def test_resolving_twice_keeps_the_offline_conf_loadable(tmp_path, monkeypatch, with_user_conf):
-    """resolve_mode repoints CLEARML_CONFIG_FILE at its own offline conf; a second call in the same process
-    (or in a child that inherits the variable) must not make that file include itself."""
-    from clearml.utilities.pyhocon import ConfigFactory
-
-    monkeypatch.setenv("SLM_CACHE_DIR", str(tmp_path / "slm-cache"))  # never touch the shared cache's conf
-    user_conf = tmp_path / "user-clearml.conf"
-    if with_user_conf:
-        user_conf.write_text('api { api_server: "http://clearml.example:8008" }\n')
-    monkeypatch.setenv("CLEARML_CONFIG_FILE", str(user_conf))
-    assert resolve_mode("offline") == "offline"
-    assert resolve_mode("offline") == "offline"
-    conf_path = os.environ["CLEARML_CONFIG_FILE"]
-    text = Path(conf_path).read_text()
-    assert f'include file("{conf_path}")' not in text, f"{conf_path} includes itself:\n{text}"
-    conf = ConfigFactory.parse_file(conf_path)
-    assert conf.get("sdk.development.report_use_subprocess") is False
-    if with_user_conf:
-        assert conf.get("api.api_server") == "http://clearml.example:8008"

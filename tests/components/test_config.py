@@ -1,18 +1,12 @@
-"""Typed config, presets and overrides, and the CLI's one-line errors."""
+"""Typed config, presets and overrides (the command line itself: tests/pipelines/test_cli.py)."""
 from __future__ import annotations
-
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from components.config import AppConfig
+from components.config import AppConfig, all_keys
 from components.errors import UserError
-from components.overrides import all_keys, apply_flat, build_config, changed_fields, parse_overrides
+from components.overrides import apply_flat, build_config, changed_fields, parse_overrides
 from components.presets import GROUPS
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_build_and_are_valid():
@@ -196,37 +190,3 @@ def test_all_keys_cover_every_section_field():
         for field in fields:
             assert f"{section}.{field}" in keys
     assert len(keys) == sum(len(fields) for fields in AppConfig().to_dict().values())
-
-
-# --- the command line ------------------------------------------------------------------------------
-
-def test_cli_unknown_key_is_one_line_exit_2():
-    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "slm"), "eval", "experiment.max_sampels=3"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "experiment.max_samples" in lines[0]
-    assert "experiment.max_sampels" in lines[0]
-    assert "Traceback" not in proc.stderr + proc.stdout
-
-
-def test_cli_bad_value_is_one_line_exit_2():
-    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "slm"), "eval", "generation.batch_size=abc"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip().count("\n") == 0
-    assert "generation.batch_size" in proc.stderr and "Traceback" not in proc.stderr
-
-
-def test_parser_and_help_do_not_import_torch():
-    code = "import sys; from pipelines.cli import build_parser; build_parser(); print('torch' in sys.modules)"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "False"
-    code = ("import sys\nfrom pipelines.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit as e:\n"
-            "    assert e.code == 0\nprint('torch' in sys.modules, 'clearml' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert "slm" in proc.stdout and "eval" in proc.stdout
-    assert proc.stdout.strip().splitlines()[-1] == "False False"

@@ -8,18 +8,17 @@ from __future__ import annotations
 import copy
 import json
 import re
-from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT, TEST_DATA
 COMPOSE_FILE = ROOT / "docker" / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / "docker" / "clearml.env.example"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 CONF_EXAMPLE = ROOT / "clearml.conf.example"
-COMPOSE_SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
+COMPOSE_SCHEMA = TEST_DATA / "compose-spec.json"
 
 SERVER_SERVICES = {"apiserver", "webserver", "fileserver", "mongo", "elasticsearch", "redis", "async_delete"}
 STACK_SERVICES = SERVER_SERVICES | {"minio", "minio-setup", "agent-services", "agent-gpu"}

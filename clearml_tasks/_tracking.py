@@ -1,4 +1,5 @@
-"""Which kind of tracking a run gets, decided before clearml is imported, and never a hang:
+"""Which kind of tracking a run gets (`none`, `offline` or `online`; called "tracking" in code, never
+"mode", which is the prompt mode of an eval), decided before clearml is imported, and never a hang:
 
 - `none` (`--no-clearml`): no tracking at all.
 - `offline` (`CLEARML_OFFLINE_MODE=1`, or no ClearML configuration): a real offline session under
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from components.errors import UserError
 from components.fileio import write_text
-from components.models import cache_root
+from components.outputs import cache_root
 
 PING_TIMEOUT_SECONDS = 5.0
 # Offline close() waits ~11 s for the reporting subprocess unless this is set in a config *file*.
@@ -74,8 +75,8 @@ def _use_offline_config() -> None:
     os.environ["CLEARML_CONFIG_FILE"] = str(path)
 
 
-def resolve_mode(requested: str = "auto") -> str:
-    """`none`, `offline` or `online` for a requested mode of `none`, `offline` or `auto`."""
+def resolve_tracking(requested: str = "auto") -> str:
+    """`none`, `offline` or `online` for a requested tracking of `none`, `offline` or `auto`."""
     if requested == "none":
         return "none"
     if requested == "offline" or os.environ.get("CLEARML_OFFLINE_MODE", "").lower() in ("1", "true", "yes"):

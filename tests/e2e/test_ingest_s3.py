@@ -12,7 +12,7 @@ from moto.server import ThreadedMotoServer
 
 from components.fileio import read_jsonl
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import ROOT as REPO
 SECRET = "s3cr3t-never-printed-7f3a"
 
 

@@ -11,13 +11,13 @@ from components import retrieval
 from components.config import RetrieverConfig
 from components.errors import UserError
 from components.fileio import dir_size_bytes, read_json, write_jsonl
-from components.indexing import (INDEX_RESULTS_FILE, INDEX_SUBDIR, answer_hit_at_k, gold_hit_at_k,
-                                 run_index)
+from components.index import answer_hit_at_k, gold_hit_at_k, run_index
+from components.outputs import INDEX_RESULTS_FILE, INDEX_SUBDIR
 from components.retrieval import (INDEX_MANIFEST, build_index, build_retriever, fuse, load_retriever,
                                   minmax)
 from components.schema import PASSAGES_FILE, QUESTIONS_FILE, Passage, Question
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from helpers import SHARED_DATA
 NQ_ORACLE = SHARED_DATA / "nq_open" / "nq-open-oracle.jsonl.gz"
 
 CORPUS = [

@@ -9,22 +9,19 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-from clearml_tasks._mode import OFFLINE_CONF
+from clearml_tasks._tracking import OFFLINE_CONF
+from clearml_tasks.stages import STAGES
 from components.config import AppConfig, GenerationConfig, field_types, section_types
-from components.errors import UserError
+from components.errors import UserError, run_guarded
 from components.overrides import build_config
 from pipelines import server_commands, templates
-from pipelines.cli import run_guarded
 from pipelines.controller import (PIPELINE_PARAMETERS, build_controller, build_plan, describe_plan,
                                   samples_without_seed)
-from pipelines.dag import STAGE_INPUTS, STAGE_SECTIONS, STAGES
-from pipelines.local import STAGE_MODULES
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 STEPS = ["ingest", "index", "eval_no_context", "eval_oracle_context", "eval_retriever_context", "finetune",
          "benchmark"]
 PARENTS = {"ingest": [], "index": ["ingest"], "eval_no_context": ["ingest"],
@@ -55,7 +52,7 @@ def test_plan_has_every_step_with_its_parents_queue_and_cache():
         assert step["cache_executed_step"] is True
         assert step["retry_on_failure"] == 1
         assert step["template_project"] == "p/templates"
-        assert step["template_name"] == templates.TEMPLATE_NAMES[step["stage"]] == step["stage"]
+        assert step["template_name"] == step["stage"]
 
 
 def test_inputs_reference_parent_ids_and_eval_steps_set_their_mode():
@@ -74,10 +71,10 @@ def test_every_override_key_is_a_parameter_the_template_connects():
         for key, value in step["parameter_override"].items():
             section, field = key.split("/")
             if section == "inputs":
-                assert field in STAGE_INPUTS[step["stage"]]
+                assert field in STAGES[step["stage"]].inputs
                 assert value == "${%s.id}" % field and field in step["parents"]
             else:
-                assert section in STAGE_SECTIONS[step["stage"]], key
+                assert section in STAGES[step["stage"]].sections, key
                 assert field in field_types(types[section]), key
             assert key in connected, key
 
@@ -157,15 +154,18 @@ def test_template_parameters_are_the_sections_and_inputs_the_stage_connects():
     data = AppConfig().to_dict()
     for stage in STAGES:
         params = templates.template_parameters(stage)
-        expected = {f"{s}/{f}" for s in STAGE_SECTIONS[stage] for f in data[s]}
-        expected |= {f"inputs/{name}" for name in STAGE_INPUTS[stage]}
+        expected = {f"{s}/{f}" for s in STAGES[stage].sections for f in data[s]}
+        expected |= {f"inputs/{name}" for name in STAGES[stage].inputs}
         assert set(params) == expected
         assert params.get("inputs/ingest", "") == ""
 
 
-def test_template_scripts_are_the_stage_entries_the_local_runner_runs():
+def test_template_parameters_carry_the_config_help_as_descriptions():
     for stage in STAGES:
-        assert templates.STAGE_SCRIPTS[stage] == STAGE_MODULES[stage].replace(".", "/") + ".py"
+        descriptions = templates.parameter_descriptions(stage)
+        assert set(descriptions) == set(templates.template_parameters(stage))
+        assert all(descriptions.values())
+    assert "passages retrieved per question" in templates.parameter_descriptions("eval")["retriever/top_k"]
 
 
 def fake_git(answers: dict[tuple[str, ...], str]):
@@ -200,10 +200,10 @@ BUILD_OFFLINE = """
 import json, sys
 from clearml import Task
 Task.set_offline(True)
-from components.errors import UserError
+from components.errors import UserError, run_guarded
 from components.overrides import build_config
 from pipelines.controller import build_controller, build_plan
-from pipelines.dag import STAGES
+from clearml_tasks.stages import STAGES
 from pipelines.templates import register_templates
 
 cfg = build_config(sys.argv[2:])

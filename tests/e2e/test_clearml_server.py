@@ -10,18 +10,17 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
-from clearml_tasks._mode import configured_api_host, server_answers
+from clearml_tasks._tracking import configured_api_host, server_answers
+from clearml_tasks.stages import STAGES
 from components.errors import UserError
-from pipelines.dag import STAGES
 from pipelines.sweep import check_template, parse_space
-from pipelines.templates import (STAGE_SCRIPTS, TEMPLATE_TAG, GitSource, register_templates,
+from pipelines.templates import (TEMPLATE_TAG, GitSource, register_templates,
                                  template_parameters)
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 RUN = uuid.uuid4().hex[:8]
 PROJECT = f"slm-tests/{RUN}"
 TEMPLATE_PROJECT = f"{PROJECT}/templates"
@@ -64,7 +63,7 @@ def test_templates_show_their_sections_before_any_run(template_ids):
         params = task.get_parameters()
         assert set(template_parameters(stage)) <= set(params)
         assert TEMPLATE_TAG in task.get_tags()
-        assert task.data.script.entry_point == STAGE_SCRIPTS[stage]
+        assert task.data.script.entry_point == STAGES[stage].script
         assert task.data.script.repository == SOURCE.repo
         assert str(task.status) == "created"
 

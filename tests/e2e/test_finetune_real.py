@@ -11,36 +11,17 @@ import torch
 from components.collators import IGNORE_INDEX, PaddingCollator
 from components.config import AppConfig, ModelConfig
 from components.errors import UserError
-from components.finetune import (ADAPTER_DIR, CHECKPOINT_DIR, RESULTS_FILE, TRAINER_STATE_FILE,
-                                 encode_example, merge_adapter, run_finetune, stage_prompts,
-                                 training_examples)
+from components.finetune import TRAINER_STATE_FILE, encode_example, merge_adapter, run_finetune, training_examples
 from components.models import load_model, load_tokenizer, resolve_weights
 from components.overrides import build_config
+from components.outputs import ADAPTER_DIR, CHECKPOINT_DIR, RESULTS_FILE
 from components.schema import Question
+from components.stage_inputs import stage_prompts
+from helpers import write_ingest_dir
 
-CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"),
-            ("Germany", "Berlin"), ("Egypt", "Cairo"), ("Canada", "Ottawa"), ("Kenya", "Nairobi"),
-            ("Peru", "Lima"), ("Norway", "Oslo"), ("Greece", "Athens"), ("Cuba", "Havana"),
-            ("Chile", "Santiago"), ("Poland", "Warsaw"), ("Iran", "Tehran"), ("Austria", "Vienna"),
-            ("Ireland", "Dublin"), ("Portugal", "Lisbon"), ("Sweden", "Stockholm"), ("Russia", "Moscow")]
 # A short system message replaces the chat template's 21-token default: shorter examples, faster steps.
 TRAIN_ARGS = ["finetune.learning_rate=1e-3", "finetune.batch_size=4", "finetune.warmup_ratio=0.1",
               "prompt.system=Be brief."]
-
-
-def write_ingest_dir(path: Path, num_train: int = 16) -> Path:
-    """A tiny ingest output: one gold passage per question, the first num_train questions for training."""
-    path.mkdir(parents=True, exist_ok=True)
-    questions, passages = [], []
-    for i, (country, capital) in enumerate(CAPITALS):
-        passages.append({"id": f"p{i}", "title": capital, "text": f"{capital} is the capital of {country}."})
-        questions.append({"id": f"q{i}", "question": f"What is the capital of {country}?", "answers": [capital],
-                          "gold_passage_ids": [f"p{i}"]})
-    files = {"questions.jsonl": questions, "passages.jsonl": passages, "train.jsonl": questions[:num_train],
-             "test.jsonl": questions[num_train:]}
-    for name, rows in files.items():
-        (path / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ from components.schema import (INGEST_MANIFEST, PASSAGES_FILE, QUESTIONS_FILE, T
                                Passage, Question)
 from components.sources import BUILTIN_DATASETS, display_source, resolve_source
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from helpers import FIXTURES, SHARED_DATA
 OUTPUT_FILES = {QUESTIONS_FILE, PASSAGES_FILE, TRAIN_FILE, TEST_FILE, INGEST_MANIFEST}
 
 

@@ -1,4 +1,4 @@
-"""The INDEX stage: build the retriever index over ingest's passages and measure retrieval quality.
+"""The index stage: build the retriever index over ingest's passages and measure retrieval quality.
 
 Writes, into its output folder:
   index/              the index (see components.retrieval)
@@ -20,40 +20,19 @@ from pathlib import Path
 
 from components.config import RetrieverConfig
 from components.errors import UserError
-from components.fileio import iter_jsonl_lines, write_json
+from components.fileio import write_json
 from components.metrics import normalize_answer
+from components.outputs import INDEX_RESULTS_FILE, INDEX_SUBDIR, MB
 from components.retrieval import Hits, build_index, load_retriever, passage_text
-from components.schema import PASSAGES_FILE, QUESTIONS_FILE, Passage, Question
+from components.schema import PASSAGES_FILE, Passage, Question
+from components.stage_inputs import read_passages, read_questions
 
-INDEX_SUBDIR = "index"
-INDEX_RESULTS_FILE = "index_results.json"
-MB = 1024 * 1024
-
-
-def _read_rows(path: Path, parse):
-    if not path.is_file():
-        raise UserError(f"{path}: file not found (run the ingest stage first)")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, obj in iter_jsonl_lines(f, str(path)):
-            try:
-                rows.append(parse(obj))
-            except (KeyError, TypeError) as e:
-                raise UserError(f"{path}:{lineno}: not a valid record ({type(e).__name__}: {e})") from None
-    return rows
-
-
-def read_passages(ingest_dir: Path) -> list[Passage]:
-    path = Path(ingest_dir) / PASSAGES_FILE
-    passages = _read_rows(path, Passage.from_dict)
+def _passages_to_index(ingest_dir: Path) -> list[Passage]:
+    passages = read_passages(ingest_dir)
     if not passages:
-        raise UserError(f"{path}: no passages to index (the dataset has no passages or documents; "
-                        "use one that does for retriever_context)")
+        raise UserError(f"{Path(ingest_dir) / PASSAGES_FILE}: no passages to index (the dataset has no passages "
+                        "or documents; use one that does for retriever_context)")
     return passages
-
-
-def read_questions(ingest_dir: Path) -> list[Question]:
-    return _read_rows(Path(ingest_dir) / QUESTIONS_FILE, Question.from_dict)
 
 
 def gold_hit_at_k(hits: Hits, questions: list[Question], k: int) -> float | None:
@@ -107,7 +86,7 @@ def _timed_search(index_dir: Path, queries: list[str], k: int) -> tuple[Hits, fl
 def run_index(cfg: RetrieverConfig, ingest_dir: Path, output_dir: Path) -> dict:
     """Build the index into `output_dir/index/`, score it on ingest's questions, write index_results.json."""
     ingest_dir, output_dir = Path(ingest_dir), Path(output_dir)
-    passages = read_passages(ingest_dir)
+    passages = _passages_to_index(ingest_dir)
     questions = read_questions(ingest_dir)
 
     start = time.perf_counter()

@@ -1,7 +1,7 @@
 """Index template: a BM25 / dense / hybrid retrieval index over the ingested passages, with its size and
 retrieval quality (gold-passage and answer-in-passage hit@k).
 
-Run: python clearml_tasks/build_index.py retriever.kind=dense   (or `slm index`)
+Run: python clearml_tasks/index.py retriever.kind=dense   (or `slm index`)
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from components.config import AppConfig
-from components.indexing import run_index
+from components.index import run_index
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
 

@@ -23,10 +23,10 @@ def test_common_prefix_leaves_every_prompt_a_token_of_its_own():
 
 @pytest.fixture(scope="module")
 def prompts_and_model():
-    from components.evaluation import shared_model
+    from components.generators import shared_generator
 
     cfg = build_config([])
-    lm = shared_model(cfg)
+    lm = shared_generator(cfg.model).lm
     prompts = [render_prompt(lm.tokenizer, user_message(q, [], cfg.prompt), cfg.prompt, cfg.model) for q in QUESTIONS]
     ids = lm.tokenizer(prompts, add_special_tokens=False)["input_ids"]
     return lm, ids

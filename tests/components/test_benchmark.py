@@ -1,8 +1,7 @@
-"""Benchmark: metric definitions on hand-computed cases, bootstrap CIs, and a real base-vs-adapter run."""
+"""Benchmark: metric definitions on hand-computed cases, bootstrap CIs, and both arms with a fake generator\n(the real model and a real adapter: tests/e2e/test_benchmark_real.py)."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -10,29 +9,15 @@ import pytest
 from components.benchmark import (BENCHMARK_FILE, PLOT_FILES, PREDICTION_FILES, REPORT_FILE, RESULTS_FILE,
                                   aggregate, bootstrap_ci, generation_config, paired_deltas, run_benchmark,
                                   score_row)
-from components.config import ModelConfig
 from components.errors import UserError
 from components.generation import Generated
 from components.metrics import key_info, length_ratio
 from components.overrides import build_config
 from components.schema import Question
+from helpers import FakeGenerator, question_of, write_ingest_dir
 
+# The last three questions are the held-out (test) split.
 CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Peru", "Lima")]
-
-
-def write_ingest_dir(path: Path) -> Path:
-    """A tiny ingest output: the last three questions are the held-out (test) split."""
-    path.mkdir(parents=True)
-    questions = [{"id": f"q{i}", "question": f"What is the capital of {country}?", "answers": [capital],
-                  "gold_passage_ids": [f"p{i}"]} for i, (country, capital) in enumerate(CAPITALS)]
-    passages = [{"id": f"p{i}", "title": capital, "text": f"{capital} is the capital of {country}."}
-                for i, (country, capital) in enumerate(CAPITALS)]
-    files = {"questions.jsonl": questions, "passages.jsonl": passages, "train.jsonl": questions[:2],
-             "test.jsonl": questions[2:]}
-    for name, rows in files.items():
-        (path / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
 
 def test_key_info_leaves_out_a_part_the_reference_lacks():
     # No numbers in the reference: the numbers part is None, key_info is the terms part alone (not the
@@ -102,52 +87,40 @@ def test_generation_config_follows_the_benchmark_section():
     assert (sampled.do_sample, sampled.temperature, sampled.top_k, sampled.seed) == (True, 0.7, 40, 3)
 
 
-@pytest.fixture(scope="module")
-def adapter_dir(tmp_path_factory) -> Path:
-    """A real adapter without training: LoRA with random (non-zero) B matrices changes the outputs."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import set_seed
-
-    from components.models import load_model
-
-    set_seed(0)
-    model = get_peft_model(load_model(ModelConfig()).model,
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                      init_lora_weights=False, task_type="CAUSAL_LM"))
-    finetune_dir = tmp_path_factory.mktemp("finetune")
-    model.save_pretrained(finetune_dir / "adapter")
-    return finetune_dir
+def _fake_adapter(tmp_path: Path) -> Path:
+    (tmp_path / "finetune" / "adapter").mkdir(parents=True)
+    (tmp_path / "finetune" / "adapter" / "adapter_config.json").write_text("{}")
+    return tmp_path / "finetune"
 
 
-def test_benchmark_compares_base_and_adapter_and_writes_a_report(adapter_dir, tmp_path):
-    ingest_dir = write_ingest_dir(tmp_path / "ingest")
-    cfg = build_config(["benchmark.max_samples=3", "benchmark.max_new_tokens=8", "benchmark.bootstrap_samples=200"])
+def test_benchmark_scores_both_arms_on_the_test_split_with_paired_deltas(tmp_path):
+    """With a fake generator: the base arm never knows, the tuned arm always names the capital."""
+    ingest_dir = write_ingest_dir(tmp_path / "ingest", CAPITALS, num_train=2)
+    capital = dict(CAPITALS)
+    generator = FakeGenerator(answer=lambda p: "I do not know",
+                              tuned=lambda p: capital[question_of(p).split()[-1].rstrip("?")])
+    cfg = build_config(["benchmark.bootstrap_samples=200"])
     out = tmp_path / "bench"
-    results = run_benchmark(cfg, ingest_dir, adapter_dir, out)
+    results = run_benchmark(cfg, ingest_dir, _fake_adapter(tmp_path), out, generator=generator)
 
-    assert json.loads((out / RESULTS_FILE).read_text()) == json.loads((out / BENCHMARK_FILE).read_text())
     base, tuned = ([json.loads(line) for line in (out / PREDICTION_FILES[m]).read_text().splitlines()]
                    for m in ("base", "tuned"))
-    assert [r["id"] for r in base] == [r["id"] for r in tuned] == ["q2", "q3", "q4"]  # test split, first 3
-    assert [r["prediction"] for r in base] != [r["prediction"] for r in tuned]  # the adapter is applied
-    assert results["num_examples"] == 3
-    for which, rows in (("base", base), ("tuned", tuned)):
-        mean_f1 = sum(r["token_f1"] for r in rows) / 3
-        assert results[f"token_f1_{which}"] == pytest.approx(mean_f1, abs=1e-6)
-        s = results["summary"][which]["token_f1"]
-        assert s["ci_low"] <= s["mean"] <= s["ci_high"]
-        assert all(r["key_info_numbers"] is None for r in rows)  # capitals have no numbers
-        assert results[f"key_info_{which}"] == pytest.approx(results[f"key_info_terms_{which}"])
-    assert results["token_f1_delta"] == pytest.approx(results["token_f1_tuned"] - results["token_f1_base"],
-                                                      abs=1e-5)
+    assert [r["id"] for r in base] == [r["id"] for r in tuned] == ["q2", "q3", "q4"]  # the test split
+    assert [r["prediction"] for r in tuned] == ["Rome", "Madrid", "Lima"]
+    assert (results["token_f1_base"], results["token_f1_tuned"], results["token_f1_delta"]) == (0.0, 1.0, 1.0)
+    assert (results["exact_match_base"], results["exact_match_tuned"]) == (0.0, 1.0)
+    delta = results["summary"]["delta"]["token_f1"]
+    assert delta["ci_low"] == delta["ci_high"] == 1.0 and delta["n"] == 3  # every question gains exactly 1
+    assert results["summary"]["base"]["key_info"]["mean"] == 0.0
+    assert results["summary"]["tuned"]["key_info"]["mean"] == 1.0
+    assert json.loads((out / RESULTS_FILE).read_text()) == json.loads((out / BENCHMARK_FILE).read_text())
     report = (out / REPORT_FILE).read_text()
+    assert "| token_f1 | 0.000 [0.000, 0.000] | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] |" in report
     for name in PLOT_FILES.values():
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
-        assert f"]({name})" in report
-    assert re.search(r"\| token_f1 \| [\d.]+ \[[\d.]+, [\d.]+\] \|", report)
 
 
 def test_benchmark_needs_an_adapter(tmp_path):
-    ingest_dir = write_ingest_dir(tmp_path / "ingest")
+    ingest_dir = write_ingest_dir(tmp_path / "ingest", CAPITALS, num_train=2)
     with pytest.raises(UserError, match="no adapter"):
         run_benchmark(build_config([]), ingest_dir, tmp_path / "nothing", tmp_path / "out")

@@ -11,8 +11,7 @@ from components.errors import UserError
 from components.readers import detect_format, read_records, split_words
 from components.schema import passage_id
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from helpers import FIXTURES, SHARED_DATA
 
 
 def records(name: str, fmt: str = "auto", passage_words: int = 100):

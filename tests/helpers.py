@@ -1,0 +1,114 @@
+"""What tests share besides fixtures: paths, and a fake generator for fast eval/benchmark tests.
+
+`FakeGenerator` implements `components.generators.Generator` with no model (the pattern of lm-eval's
+dummy model): a tokenizer that maps words to ids reversibly and has no chat template, and answers that
+are a fixed function of the prompt text, so a run's predictions are deterministic and known.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from components.generation import Generated
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = ROOT / "tests"
+FIXTURES = TESTS / "fixtures"
+TEST_DATA = TESTS / "data"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SLM = ROOT / ".venv" / "bin" / "slm"
+
+
+class FakeTokenizer:
+    """Whitespace tokens with ids assigned on first sight (reversible); no chat template, so prompts are
+    the bare message + "\\nAnswer:" (components.prompts.render_prompt)."""
+
+    chat_template = None
+    pad_token_id = 0
+    eos_token = "</s>"
+
+    def __init__(self):
+        self.vocab: dict[str, int] = {}
+        self.words: list[str] = [""]
+
+    def _id(self, word: str) -> int:
+        if word not in self.vocab:
+            self.vocab[word] = len(self.words)
+            self.words.append(word)
+        return self.vocab[word]
+
+    def __call__(self, texts, add_special_tokens: bool = False) -> dict:
+        single = isinstance(texts, str)
+        ids = [[self._id(w) for w in re.split(r"(\s+)", t) if w] for t in ([texts] if single else texts)]
+        return {"input_ids": ids[0] if single else ids}
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return "".join(self.words[i] for i in ids)
+
+
+def hashed_answer(prompt: str) -> str:
+    return "fake " + hashlib.sha1(prompt.encode()).hexdigest()[:8]
+
+
+def question_of(prompt: str) -> str:
+    """The question a prompt asks (the text after its last "Question: ")."""
+    return prompt.rsplit("Question: ", 1)[-1].split("\n")[0]
+
+
+class Interrupted(RuntimeError):
+    """Raised by a FakeGenerator told to fail: a crash in the middle of a run."""
+
+
+@dataclass
+class FakeGenerator:
+    answer: Callable[[str], str] = hashed_answer  # prompt text -> answer
+    tuned: Callable[[str], str] | None = None  # the answers of `with_adapter`'s generator
+    fail_after: int | None = None  # raise Interrupted on the batch after this many
+    backend: str = "fake"
+    source: str = "fake-model"
+    model_size_bytes: int = 4096
+    tokenizer: FakeTokenizer = field(default_factory=FakeTokenizer)
+    calls: list[list[str]] = field(default_factory=list)  # the prompts of every generated batch
+    prepared: int = 0
+
+    def prepare(self, prompt_ids) -> None:
+        self.prepared += 1
+
+    def generate(self, prompt_ids, gen, seed: int = 0, timings: dict | None = None) -> list[Generated]:
+        if self.fail_after is not None and len(self.calls) >= self.fail_after:
+            raise Interrupted("simulated kill")
+        prompts = [self.tokenizer.decode(ids) for ids in prompt_ids]
+        self.calls.append(prompts)
+        return [Generated(text=self.answer(p), new_tokens=3, hit_max_new_tokens=False, seconds=0.001)
+                for p in prompts]
+
+    def with_adapter(self, adapter_dir: Path, quantized: bool) -> "FakeGenerator":
+        """The 'tuned' fake: answers with `tuned` (default: the question repeated, a different answer)."""
+        return FakeGenerator(answer=self.tuned or question_of, source=f"{self.source}+{adapter_dir}",
+                             tokenizer=self.tokenizer)
+
+
+CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"),
+            ("Germany", "Berlin"), ("Egypt", "Cairo"), ("Canada", "Ottawa"), ("Kenya", "Nairobi"),
+            ("Peru", "Lima"), ("Norway", "Oslo"), ("Greece", "Athens"), ("Cuba", "Havana"),
+            ("Chile", "Santiago"), ("Poland", "Warsaw"), ("Iran", "Tehran"), ("Austria", "Vienna"),
+            ("Ireland", "Dublin"), ("Portugal", "Lisbon"), ("Sweden", "Stockholm"), ("Russia", "Moscow")]
+
+
+def write_ingest_dir(path: Path, capitals: Sequence[tuple[str, str]] = CAPITALS, num_train: int = 16) -> Path:
+    """A tiny ingest output: "What is the capital of X?" with one gold passage per question; the first
+    num_train questions are the train split, the rest the test split."""
+    path.mkdir(parents=True, exist_ok=True)
+    questions = [{"id": f"q{i}", "question": f"What is the capital of {country}?", "answers": [capital],
+                  "gold_passage_ids": [f"p{i}"]} for i, (country, capital) in enumerate(capitals)]
+    passages = [{"id": f"p{i}", "title": capital, "text": f"{capital} is the capital of {country}."}
+                for i, (country, capital) in enumerate(capitals)]
+    files = {"questions.jsonl": questions, "passages.jsonl": passages, "train.jsonl": questions[:num_train],
+             "test.jsonl": questions[num_train:]}
+    for name, rows in files.items():
+        (path / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
