@@ -13,16 +13,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from clearml_tasks._inputs import CONFIG_FILE, OUTPUT_ARTIFACT, resolve_input, with_parent_sections
 from clearml_tasks._tracker import NullTracker, make_tracker
 from clearml_tasks._tracking import resolve_tracking
 from clearml_tasks.stages import STAGES
 from components.config import AppConfig
-from components.errors import run_guarded
+from components.errors import UserError, run_guarded
 from components.fileio import write_json
 from components.outputs import STEP_MANIFEST
 from components.overrides import apply_flat, build_config
 
-OUTPUT_ARTIFACT = "output"  # every stage uploads its output folder under this name; children fetch it
 StageBody = Callable[[AppConfig, dict, Path, NullTracker], dict]
 
 
@@ -46,19 +46,12 @@ def own_outputs(output_dir: Path, exclude: tuple[str, ...] = ()) -> Iterator[Pat
         yield output_dir
         return
     with tempfile.TemporaryDirectory(prefix="slm-artifact-") as tmp:
+        folder = Path(tmp) / (output_dir.resolve().name or OUTPUT_ARTIFACT)  # the name the artifact keeps
+        folder.mkdir()
         for item in set(output_dir.iterdir()) - nested:
-            target = Path(tmp) / item.name
+            target = folder / item.name
             shutil.copytree(item, target) if item.is_dir() else shutil.copy2(item, target)
-        yield Path(tmp)
-
-
-def resolve_input(name: str, value: str) -> Path:
-    """A parent's output: a local folder (local runner) or the `output` artifact of a task id (agent)."""
-    if Path(value).is_dir():
-        return Path(value)
-    from clearml import Task
-
-    return Path(Task.get_task(task_id=value).artifacts[OUTPUT_ARTIFACT].get_local_copy())
+        yield folder
 
 
 def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str], output_dir: Path,
@@ -69,16 +62,28 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
     try:
         cfg = connect_config(tracker, cfg, spec.sections)
         inputs = tracker.connect_section(dict(inputs), name="inputs")
-        input_dirs = {k: resolve_input(k, v) for k, v in inputs.items() if v}
+        input_dirs = {k: [resolve_input(k, part) for part in v.split(",")] if k in spec.many else resolve_input(k, v)
+                      for k, v in inputs.items() if v}
+        cfg = with_parent_sections(cfg, stage, input_dirs)
         output_dir.mkdir(parents=True, exist_ok=True)
-        write_json(output_dir / "config.json", cfg.to_dict())
+        write_json(output_dir / CONFIG_FILE, cfg.to_dict())
         results = body(cfg, input_dirs, output_dir, tracker)
         with own_outputs(output_dir, spec.upload_exclude) as folder:
             tracker.upload_artifact(OUTPUT_ARTIFACT, folder)
-        return {**results, "task_id": tracker.task_id,
-                "session_dir": str(tracker.session_dir) if tracker.session_dir else ""}
-    finally:
-        tracker.close()
+    except BaseException as e:
+        tracker.close(error=failure_reason(e))
+        raise
+    tracker.close()
+    return {**results, "task_id": tracker.task_id,
+            "session_dir": str(tracker.session_dir) if tracker.session_dir else ""}
+
+
+def failure_reason(e: BaseException) -> str:
+    """One line for a task's status: a UserError's own message, else the exception type and message."""
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted"
+    text = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def main(stage: str, body: StageBody, argv: list[str] | None = None) -> int:

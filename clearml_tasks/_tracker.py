@@ -1,10 +1,11 @@
 """Tracking injected, not branched: a ClearML tracker and a no-op one with the same methods."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from components.report import format_results, numeric_metrics
+from components.formatting import format_results, numeric_metrics
 
 class NullTracker:
     """`--no-clearml`: the stage still prints its results; nothing is sent anywhere."""
@@ -24,11 +25,21 @@ class NullTracker:
     def report_image(self, title: str, path: Path) -> None:
         pass
 
+    def report_table(self, title: str, series: str, table: list[list]) -> None:
+        pass
+
     def upload_artifact(self, name: str, obj: Any) -> None:
         pass
 
-    def close(self) -> None:
-        pass
+    def close(self, error: str = "") -> None:
+        """End tracking; `error` (one line) marks the run failed with that reason."""
+
+
+# Task.init's framework hooks, all off: with them, every torch.save (each Trainer checkpoint, its optimizer
+# and rng state) becomes an output model uploaded to the output storage, and every matplotlib figure is
+# reported a second time. A stage reports and uploads exactly what it chooses.
+FRAMEWORK_HOOKS = ("matplotlib", "tensorflow", "tensorboard", "pytorch", "xgboost", "scikit", "fastai",
+                   "lightgbm", "hydra", "joblib", "megengine", "catboost", "gradio", "tfdefines")
 
 
 class ClearMLTracker(NullTracker):
@@ -43,7 +54,7 @@ class ClearMLTracker(NullTracker):
             reuse_last_task_id=False, output_uri=output_uri or None, tags=tags or None,
             # Repository detection can stall close() for minutes; an agent-run template needs it, a
             # local run does not.
-            auto_connect_frameworks={"detect_repository": not local_run},
+            auto_connect_frameworks={**dict.fromkeys(FRAMEWORK_HOOKS, False), "detect_repository": not local_run},
             # The stage's parameters are its config sections; the `slm` command line (or anything else
             # argparse parsed in this process) is not a parameter of the task.
             auto_connect_arg_parser=False,
@@ -67,14 +78,23 @@ class ClearMLTracker(NullTracker):
     def report_scalar(self, title: str, series: str, value: float, iteration: int) -> None:
         self.logger.report_scalar(title=title, series=series, value=value, iteration=iteration)
 
+    def report_table(self, title: str, series: str, table: list[list]) -> None:
+        self.logger.report_table(title=title, series=series, iteration=0, table_plot=table)
+
     def report_image(self, title: str, path: Path) -> None:
         self.logger.report_image(title=title, series=Path(path).stem, iteration=0, local_path=str(path))
 
     def upload_artifact(self, name: str, obj: Any) -> None:
         self.task.upload_artifact(name=name, artifact_object=obj, wait_on_upload=True)
 
-    def close(self) -> None:
+    def close(self, error: str = "") -> None:
+        """`Task.close()` marks a task completed whenever no exception reached sys.excepthook, so a stage
+        that failed is marked failed after it, with the reason in its status and its console."""
+        if error:
+            self.logger.report_text(f"error: {error}", level=logging.ERROR, print_console=False)
         self.task.close()
+        if error and not self.session_dir:  # an offline session keeps no status
+            self.task.mark_failed(status_reason=error[:250], status_message=error, force=True)
 
 
 def make_tracker(tracking: str, project: str, task_name: str, task_type: str, output_uri: str = "",

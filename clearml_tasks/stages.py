@@ -32,8 +32,10 @@ class Stage:
     only_when: dict[str, Callable[[AppConfig], bool]] = field(default_factory=dict)
     cache_ignored: dict[str, tuple[str, ...]] = field(default_factory=dict)  # connected, cannot change output
     upload_exclude: tuple[str, ...] = ()  # left out of the `output` artifact children fetch
+    many: tuple[str, ...] = ()  # inputs that take several parents' outputs (a comma-separated list of refs)
     metrics: tuple[str, ...] = ()  # numeric results reported as single values (Summary/<metric>)
     help: str = ""
+    cli: bool = True  # `slm <name>` runs the stage and its upstream
     entry: str = ""  # module of the template entry; default clearml_tasks.<name>
 
     @property
@@ -80,6 +82,13 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("benchmark", "testing", ("benchmark", "model", "prompt"), inputs=("ingest", "finetune"),
           metrics=tuple(f"{m}_{which}" for m in BENCHMARK_QUALITY_METRICS for which in ("base", "tuned", "delta")),
           help="base vs fine-tuned model on held-out questions, with plots and a report"),
+    # The shards of one eval (experiment.shards > 1) joined: exactly the unsharded eval's outputs.
+    Stage("merge", "data_processing", (), inputs=("eval",), many=("eval",), cli=False,
+          metrics=(*QA_METRICS, "duration_seconds", "seconds_per_question"),
+          help="join the shards of one eval into its predictions and metrics"),
+    # The leaderboard over every eval of a run or grid.
+    Stage("report", "custom", (), inputs=("eval",), many=("eval",), cli=False,
+          help="leaderboard of every eval: CIs, costs, paired differences, plots, HTML"),
 )}
 STAGE_NAMES: tuple[str, ...] = tuple(STAGES)
 

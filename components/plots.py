@@ -119,3 +119,21 @@ def histograms(series: Mapping[str, Sequence[float]], path: Path, title: str, xl
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     return _save(fig, path)
+
+
+def quality_vs_cost(points: Sequence[tuple[str, Mapping, Mapping]], cost: str, metric: str, path: Path,
+                    xlabel: str) -> Path:
+    """One marker per (system, mode): x = a cost of the system, y = the metric with its CI as a whisker."""
+    fig = _new_figure(7.5, 4.5)
+    ax = fig.add_subplot()
+    for label, costs, cell in points:
+        if cell.get("mean") is None:
+            continue
+        low, high = _or(cell.get("ci_low"), cell["mean"]), _or(cell.get("ci_high"), cell["mean"])
+        ax.errorbar([costs[cost]], [cell["mean"]], yerr=[[cell["mean"] - low], [high - cell["mean"]]], fmt="o",
+                    capsize=4, label=label)
+    ax.set(title=f"{metric} vs {xlabel}", xlabel=xlabel, ylabel=f"{metric} (95% CI)")
+    ax.grid(alpha=0.3)
+    if points:
+        ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)

@@ -48,7 +48,7 @@ def _print_and_save_summary(cfg, outcomes) -> None:
     from pathlib import Path
 
     from components.fileio import write_json, write_text
-    from components.report import format_table
+    from components.formatting import format_table
 
     rows = _summary_rows(outcomes)
     table = format_table(rows, [c for c in SUMMARY_COLUMNS if any(c in r for r in rows)])
@@ -56,6 +56,9 @@ def _print_and_save_summary(cfg, outcomes) -> None:
     write_json(root / "summary.json", rows)
     write_text(root / "summary.txt", table + "\n")
     print("\n" + table)
+    for outcome in outcomes:  # the leaderboard closes the run
+        if outcome.stage == "report" and Path(outcome.results.get("leaderboard", "")).is_file():
+            print("\n" + Path(outcome.results["leaderboard"]).read_text())
     print(f"\noutputs: {root}")
 
 
@@ -70,9 +73,20 @@ def _run_steps(args, steps_for: Callable) -> int:
 
 def cmd_run(args) -> int:
     from pipelines.dag import build_dag
+    from pipelines.grid import parse_grid
+    from pipelines.local import run_local
 
+    base = load_config(argparse.Namespace(config=args.config, overrides=[]))
+    grid = parse_grid(args.overrides, args.multirun, base)
+    cfg = grid.config()  # the run's own settings (name, output folder); the axes are per step
     stages = tuple(s for s in STAGE_NAMES if s not in (args.skip or []))
-    return _run_steps(args, lambda cfg: build_dag(cfg, stages))
+    steps = build_dag(cfg, stages, grid=grid)
+    if grid.axes:
+        print(f"grid: {' x '.join(f'{a.key} ({len(a.values)})' for a in grid.axes)} = {len(grid.points())} "
+              f"points, {len(steps)} steps")
+    outcomes = run_local(steps, cfg, _tracking(args), use_cache=not args.no_cache)
+    _print_and_save_summary(cfg, outcomes)
+    return 0
 
 
 def cmd_eval(args) -> int:
@@ -117,11 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="run the local DAG (ingest, index, eval per mode, finetune, benchmark)")
+    p = sub.add_parser("run", help="run the local DAG (ingest, index, eval per mode, finetune, benchmark, report)")
     _add_common(p)
-    p.add_argument("--skip", nargs="*", choices=STAGE_NAMES[1:], help="stages to leave out")
+    p.add_argument("-m", "--multirun", action="store_true",
+                   help="a grid: comma-separated values of a preset group or scalar field are axes "
+                        "(model=a,b retriever.top_k=1,3)")
+    p.add_argument("--skip", nargs="*", choices=[s for s in STAGE_NAMES[1:] if s != "merge"],
+                   help="stages to leave out")
     p.set_defaults(func=cmd_run)
-    for stage in STAGE_NAMES:
+    for stage in (s for s in STAGE_NAMES if STAGES[s].cli):
         p = sub.add_parser(stage, help=f"{STAGES[stage].help} (and what it needs upstream)")
         _add_common(p)
         p.set_defaults(func=cmd_eval if stage == "eval" else cmd_stage(stage))
@@ -135,9 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(sub) -> None:
     """Command groups that live in their own modules."""
-    from pipelines import data_commands, server_commands
+    from pipelines import data_commands, report_command, server_commands
 
     data_commands.register(sub)
+    report_command.register(sub)
     server_commands.register(sub)
 
 

@@ -24,8 +24,9 @@ from components.config import AppConfig
 from components.errors import UserError
 from components.overrides import apply_flat, changed_fields
 from clearml_tasks.stages import STAGES
-from pipelines.dag import StepSpec, build_dag, referenced_step, validate_dag
-from pipelines.templates import DEFAULT_TASK_IMAGE, DEFAULT_TEMPLATE_PROJECT, GitSource
+from pipelines.dag import StepSpec, build_dag, referenced_steps, step_config, validate_dag
+from pipelines.grid import Grid
+from pipelines.templates import DEFAULT_TASK_IMAGE, DEFAULT_TEMPLATE_PROJECT, GitSource, untagged_job_class
 
 CONTROLLER_ENTRY = "pipelines/controller.py"
 DEFAULT_STEP_QUEUE = "gpu"
@@ -39,8 +40,8 @@ DEFAULT_RETRIES = 1
 PIPELINE_PARAMETERS: dict[str, tuple[str, str]] = {
     "model_name": ("model.name", "model label in results (a preset name, e.g. qwen_0.6b)"),
     "model_path": ("model.path", "hub id or local folder; empty = the packaged GGUF"),
-    # With a path set, a non-empty GGUF file name is looked up inside it: a hub id needs it empty.
-    "model_gguf_file": ("model.gguf_file", "GGUF file inside model_path; empty for a plain checkpoint"),
+    # The packaged GGUF's file name is ignored for a hub id or a plain checkpoint folder (components.models).
+    "model_gguf_file": ("model.gguf_file", "GGUF file inside model_path, used where that file exists"),
     "dataset_path": ("dataset.path", "local file, s3://bucket/key, hf:<name> or builtin:demo"),
     "max_samples": ("experiment.max_samples", "questions per eval, in file order; 0 = all"),
     "top_k": ("retriever.top_k", "passages retrieved per question"),
@@ -83,14 +84,22 @@ def samples_without_seed(cfg: AppConfig, stage: str) -> bool:
 
 
 def step_parameters(step: StepSpec, cfg: AppConfig) -> dict[str, Any]:
-    """What a step sets on its cloned template: changed config fields of the stage's sections, the
-    pipeline knobs those sections hold, the step's own overrides, and its inputs (`${parent.id}`)."""
-    sections = STAGES[step.stage].sections
+    """What a step sets on its cloned template: the changed config fields and pipeline knobs its output
+    depends on (the registry's cache config: a renamed run, or a retriever field on a closed-book eval,
+    changes no step, so ClearML's step cache still serves it), its own overrides and its inputs."""
+    depends = STAGES[step.stage].cache_config(step_config(cfg, step))
+
+    def matters(key: str) -> bool:
+        section, field = key.split(".", 1)
+        return field in depends.get(section, {})
+
     params = {clearml_key(key): parameter_value(value) for key, value in changed_fields(cfg).items()
-              if key.split(".")[0] in sections}
+              if matters(key)}
+    # A pipeline knob the step sets itself (a grid axis, the eval mode) is not a knob of that step.
     params.update({clearml_key(key): "${pipeline.%s}" % name
-                   for name, (key, _) in PIPELINE_PARAMETERS.items() if key.split(".")[0] in sections})
-    params.update({clearml_key(key): parameter_value(value) for key, value in step.overrides.items()})
+                   for name, (key, _) in PIPELINE_PARAMETERS.items() if matters(key) and key not in step.overrides})
+    params.update({clearml_key(key): parameter_value(value) for key, value in step.overrides.items()
+                   if matters(key)})
     params.update({f"inputs/{name}": value for name, value in step.inputs.items()})
     return params
 
@@ -98,10 +107,11 @@ def step_parameters(step: StepSpec, cfg: AppConfig) -> dict[str, Any]:
 def build_plan(cfg: AppConfig, queue: str = DEFAULT_STEP_QUEUE,
                controller_queue: str = DEFAULT_CONTROLLER_QUEUE,
                template_project: str = DEFAULT_TEMPLATE_PROJECT,
-               retries: int = DEFAULT_RETRIES) -> list[dict]:
-    """One dict per DAG step with everything `PipelineController.add_step` needs. No ClearML import."""
+               retries: int = DEFAULT_RETRIES, grid: Grid | None = None) -> list[dict]:
+    """One dict per DAG step (of every grid point) with everything `PipelineController.add_step` needs.
+    No ClearML import."""
     check_queues(queue, controller_queue)
-    steps = build_dag(cfg)
+    steps = build_dag(cfg, grid=grid)
     validate_dag(steps)
     return [{"name": step.name, "stage": step.stage, "template_project": template_project,
              "template_name": step.stage, "parents": list(step.parents),
@@ -144,9 +154,27 @@ def _check_plan(plan: list[dict], controller_queue: str) -> None:
     for step in plan:
         check_queues(step["execution_queue"], controller_queue)
         for key, value in step["parameter_override"].items():
-            ref = referenced_step(value) if isinstance(value, str) else None
-            if ref is not None and ref not in step["parents"]:
+            refs = referenced_steps(value) if isinstance(value, str) else []
+            if not set(refs) <= set(step["parents"]):
                 raise UserError(f"step {step['name']}: {key}={value} does not reference a parent")
+
+
+def controller_class():
+    """ClearML's PipelineController, keeping each step's retry when the DAG is rebuilt from the controller
+    task on an agent (`_deserialize` recreates the nodes but not the retry callbacks `add_step` registered,
+    so a failed step was never retried there), and creating steps without the templates' `template` tag."""
+    from clearml import PipelineController
+
+    class RetryingPipelineController(PipelineController):
+        _clearml_job_class = untagged_job_class()
+
+        def _deserialize(self, dag_dict: dict, force: bool = False) -> None:
+            super()._deserialize(dag_dict, force=force)
+            for name in self._nodes:
+                self._retries.setdefault(name, 0)
+                self._retries_callbacks.setdefault(name, self._retry_on_failure_callback)
+
+    return RetryingPipelineController
 
 
 def build_controller(plan: list[dict], cfg: AppConfig, controller_queue: str = DEFAULT_CONTROLLER_QUEUE,
@@ -159,11 +187,10 @@ def build_controller(plan: list[dict], cfg: AppConfig, controller_queue: str = D
     """
     _check_plan(plan, controller_queue)
     sources = {step["name"]: _step_source(step, base_task_ids) for step in plan}
-    from clearml import PipelineController
-
-    controller = PipelineController(
+    controller = controller_class()(
         name=pipeline_name(cfg), project=cfg.clearml.project, version=pipeline_version(),
         add_pipeline_tags=True, always_create_from_code=False, docker=docker_image,
+        retry_on_failure=max((step["retry_on_failure"] for step in plan), default=DEFAULT_RETRIES),
         packages="",  # the task image has every dependency; nothing to install
         working_dir=".")
     defaults = pipeline_parameters(cfg)
@@ -191,40 +218,58 @@ def _point_at_entry(source: GitSource) -> str:
 def start_pipeline(cfg: AppConfig, queue: str = DEFAULT_STEP_QUEUE,
                    controller_queue: str = DEFAULT_CONTROLLER_QUEUE,
                    template_project: str = DEFAULT_TEMPLATE_PROJECT, docker_image: str = DEFAULT_TASK_IMAGE,
-                   source: GitSource | None = None, log: Callable[[str], None] = print) -> None:
+                   source: GitSource | None = None, log: Callable[[str], None] = print,
+                   grid: Grid | None = None) -> None:
     """Resolve the templates on the server, build the controller and enqueue it on `controller_queue`.
 
     `PipelineController.start` enqueues the controller task and ends this process; with no agent on
     `controller_queue` the pipeline stays pending (clearml #1109).
     """
     from clearml_tasks._tracking import resolve_tracking
-    from pipelines.templates import find_template_ids, git_source
+    from pipelines.templates import find_templates, stored_source
 
-    plan = build_plan(cfg, queue, controller_queue, template_project)
+    plan = build_plan(cfg, queue, controller_queue, template_project, grid=grid)
     if resolve_tracking("auto") != "online":
         raise UserError("`pipeline start` needs a ClearML server (api.api_server in clearml.conf or "
                         "CLEARML_API_HOST); see the plan with --dry-run, or run locally with `slm run`")
-    base_task_ids = find_template_ids(template_project, [step["stage"] for step in plan])
-    source = source or git_source()
-    controller = build_controller(plan, cfg, controller_queue, base_task_ids, docker_image)
+    templates = find_templates(template_project, [step["stage"] for step in plan])
+    # The controller runs the code the steps run: the templates' repository and commit, unless given.
+    source = source or stored_source(templates[plan[0]["stage"]])
+    controller = build_controller(plan, cfg, controller_queue, {s: t.id for s, t in templates.items()},
+                                  docker_image)
     controller_id = _point_at_entry(source)
     log(f"pipeline {pipeline_name(cfg)!r}: controller task {controller_id} on {controller_queue!r}, "
-        f"{len(plan)} steps on {queue!r}")
-    log("the controller needs an agent on that queue (clearml-agent daemon --queue "
-        f"{controller_queue} --docker); this command now hands over to it")
+        f"{len(plan)} steps on {queue!r}; code {source.repo} @ {source.branch} {source.commit[:12]}")
+    for queue_name in dict.fromkeys((controller_queue, queue)):
+        workers = queue_workers(queue_name)
+        log(f"queue {queue_name!r}: served by {', '.join(workers)}" if workers else
+            f"warning: no agent serves queue {queue_name!r}; the pipeline waits until one does "
+            f"(clearml-agent daemon --queue {queue_name} --docker; clearml #1109)")
     controller.start(queue=controller_queue)
+
+
+def queue_workers(queue: str) -> list[str]:
+    """Ids of the agents that serve `queue` now ([] when none, or when the server cannot tell)."""
+    from clearml.backend_api.session.client import APIClient
+
+    try:
+        workers = APIClient().workers.get_all()
+    except Exception:  # an older server or no permission: say nothing rather than something wrong
+        return []
+    return sorted(w.id for w in workers if any(getattr(q, "name", None) == queue for q in (w.queues or [])))
 
 
 def run_remote_controller() -> int:
     """Entry of the controller task on an agent: the DAG is read back from the task, not rebuilt."""
-    from clearml import PipelineController, Task
+    from clearml import Task
 
     if Task.running_locally():
         print(f"{CONTROLLER_ENTRY} is what an agent runs; start a pipeline with `slm pipeline start`",
               file=sys.stderr)
         return 2
     Task.init()  # attaches to the enqueued controller task, keeping the project and tags set at start
-    controller = PipelineController(name="", project="", always_create_from_code=False)
+    controller = controller_class()(name="", project="", always_create_from_code=False,
+                                    retry_on_failure=DEFAULT_RETRIES)
     for name in PIPELINE_PARAMETERS:  # values come back from the task, edited or not
         controller.add_parameter(name=name)
     controller.start()  # on an agent: runs the DAG here until every step is done

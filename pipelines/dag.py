@@ -1,18 +1,29 @@
 """The one DAG definition: a list of step specs, compiled into the local runner and the PipelineController.
 
 A step names its stage (the ClearML template it runs), its parents, the `section.field` values it sets
-on top of the run's config (e.g. the eval mode), and its inputs as references to parent steps
-(`${ingest.id}`: locally the parent's output folder, on a server the parent task's id). Which stages
-exist and what each reads comes from the stage registry (`clearml_tasks.stages`); the edges are the
-inputs each stage needs under the step's config.
+on top of the run's config (the eval mode, a grid point's values, a shard number), and its inputs as
+references to parent steps (`${ingest.id}`: locally the parent's output folder, on a server the parent
+task's id; an input of several parents is a comma-separated list of references). Which stages exist and
+what each reads comes from the stage registry (`clearml_tasks.stages`); the edges are the inputs each
+stage needs under the step's config.
+
+A grid (`pipelines.grid`) compiles into one DAG: a step exists once per combination of the axis values
+its output depends on (the registry's cache config, its own or its parents'), and its name says them
+(`eval_no_context__model-qwen_0_6b`). One run is a grid of one point.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from dataclasses import dataclass, field
 
 from clearml_tasks.stages import STAGE_NAMES, STAGES, upstream
 from components.config import AppConfig
 from components.overrides import apply_flat
+from pipelines.grid import Grid
+
+REF = re.compile(r"\$\{([^}.]+)\.id\}")
 
 
 @dataclass(frozen=True)
@@ -21,7 +32,7 @@ class StepSpec:
     stage: str
     parents: tuple[str, ...] = ()
     overrides: dict[str, str] = field(default_factory=dict)  # section.field -> value
-    inputs: dict[str, str] = field(default_factory=dict)  # input name -> "${step.id}"
+    inputs: dict[str, str] = field(default_factory=dict)  # input name -> "${step.id}" (or several, joined by ",")
     output_subdir: str | None = None  # None: a folder named after the step
 
     @property
@@ -33,11 +44,9 @@ def ref(step: str) -> str:
     return "${%s.id}" % step
 
 
-def referenced_step(value: str) -> str | None:
-    """`${ingest.id}` -> `ingest`; None for a literal value."""
-    if value.startswith("${") and value.endswith(".id}"):
-        return value[2:-4]
-    return None
+def referenced_steps(value: str) -> list[str]:
+    """`${ingest.id}` -> [ingest]; `${a.id},${b.id}` -> [a, b]; [] for a literal value."""
+    return REF.findall(value)
 
 
 def eval_step_name(mode: str) -> str:
@@ -55,21 +64,76 @@ def _variants(stage: str, cfg: AppConfig, single_eval: bool) -> list[tuple[str, 
         return [(stage, {}, None)]
     if single_eval:
         return [("eval", {"experiment.mode": cfg.experiment.mode}, "")]
-    modes = dict.fromkeys(cfg.experiment.modes)
-    return [(eval_step_name(m), {"experiment.mode": m}, None) for m in modes]
+    return [(eval_step_name(m), {"experiment.mode": m}, None) for m in dict.fromkeys(cfg.experiment.modes)]
 
 
-def build_dag(cfg: AppConfig, stages: tuple[str, ...] = STAGE_NAMES, single_eval: bool = False) -> list[StepSpec]:
-    """Steps of the chosen stages in registry order; a step whose needed input is not in the DAG (a
-    retriever_context eval without index, a benchmark without finetune) is left out."""
-    steps: list[StepSpec] = []
-    for stage in (s for s in STAGES if s in stages):
-        for name, overrides, subdir in _variants(stage, cfg, single_eval):
-            needed = STAGES[stage].needed_inputs(apply_flat(cfg, overrides) if overrides else cfg)
-            if all(any(s.name == parent for s in steps) for parent in needed):
-                steps.append(StepSpec(name=name, stage=stage, parents=needed, overrides=overrides,
-                                      inputs={parent: ref(parent) for parent in needed}, output_subdir=subdir))
-    return steps
+class _Builder:
+    """Adds steps point by point, merging the steps two points share (same stage, same config that the
+    output depends on, same parents)."""
+
+    def __init__(self, grid: Grid):
+        self.grid = grid
+        self.steps: dict[str, StepSpec] = {}
+        self.identity: dict[str, str] = {}
+        self.axes: dict[str, set[str]] = {}  # step -> the axes its output depends on
+
+    def add(self, stage: str, base_name: str, cfg: AppConfig, point: dict, point_flat: dict, own: dict,
+            parents: dict[str, list[str]], subdir: str | None) -> str:
+        spec = STAGES[stage]
+        step_cfg = apply_flat(cfg, own) if own else cfg
+        depends = spec.cache_config(step_cfg)
+        reads = {f"{s}.{f}" for s, fields in depends.items() for f in fields}
+        parent_names = [p for names in parents.values() for p in names]
+        axes = {a.key for a in self.grid.axes if a.fields & reads}.union(*(self.axes[p] for p in parent_names))
+        name = base_name + self.grid.label(point, axes)
+        identity = hashlib.sha256(json.dumps([stage, depends, [self.identity[p] for p in parent_names]],
+                                             sort_keys=True, default=str).encode()).hexdigest()
+        if name in self.steps:
+            assert self.identity[name] == identity, f"two different steps named {name}"
+            return name
+        overrides = {k: v for k, v in point_flat.items() if k in reads}
+        overrides.update(own)
+        self.steps[name] = StepSpec(name=name, stage=stage, parents=tuple(dict.fromkeys(parent_names)),
+                                    overrides=overrides, output_subdir=subdir,
+                                    inputs={k: ",".join(ref(p) for p in names) for k, names in parents.items()})
+        self.identity[name], self.axes[name] = identity, axes
+        return name
+
+
+def build_dag(cfg: AppConfig, stages: tuple[str, ...] = STAGE_NAMES, single_eval: bool = False,
+              grid: Grid | None = None) -> list[StepSpec]:
+    """Steps of the chosen stages in registry order, for every point of the grid (default: `cfg` alone).
+    A step whose needed input is not in the DAG (a retriever_context eval without index, a benchmark
+    without finetune) is left out. Evals with `experiment.shards` > 1 become shard steps and a merge
+    step under the eval's name; a `report` step over every eval closes a multi-step run."""
+    grid = grid or Grid(base=cfg)
+    builder = _Builder(grid)
+    finals: list[str] = []  # the steps holding each eval's final outputs
+    for point in grid.points():
+        point_cfg = grid.config(point) if grid.axes or grid.fixed else cfg
+        point_flat = grid.flat(point) if grid.axes or grid.fixed else {}
+        made: dict[str, str] = {}  # stage -> this point's step of it (the input names)
+        for stage in (s for s in STAGES if s in stages and s not in ("merge", "report")):
+            for base_name, own, subdir in _variants(stage, point_cfg, single_eval):
+                needed = STAGES[stage].needed_inputs(apply_flat(point_cfg, own) if own else point_cfg)
+                if not all(p in made for p in needed):
+                    continue
+                parents = {p: [made[p]] for p in needed}
+                shards = point_cfg.experiment.shards if stage == "eval" else 1
+                if shards == 1:
+                    made[stage] = builder.add(stage, base_name, point_cfg, point, point_flat, own, parents, subdir)
+                else:
+                    shard_names = [builder.add(stage, f"{base_name}__shard-{i}of{shards}", point_cfg, point,
+                                               point_flat, {**own, "experiment.shard": i}, parents, None)
+                                   for i in range(shards)]
+                    made[stage] = builder.add("merge", base_name, point_cfg, point, point_flat, {},
+                                              {"eval": shard_names}, subdir)
+                if stage == "eval":
+                    finals.append(made[stage])
+    if "report" in stages and finals and not single_eval:
+        finals = list(dict.fromkeys(finals))
+        builder.add("report", "report", cfg, {}, {}, {}, {"eval": finals}, None)
+    return list(builder.steps.values())
 
 
 def with_ancestors(steps: list[StepSpec], names: set[str]) -> list[StepSpec]:
@@ -101,6 +165,6 @@ def validate_dag(steps: list[StepSpec]) -> None:
             if parent not in seen:
                 raise ValueError(f"step {step.name}: parent {parent} is not defined before it")
         for value in step.inputs.values():
-            if referenced_step(value) not in step.parents:
+            if not referenced_steps(value) or not set(referenced_steps(value)) <= set(step.parents):
                 raise ValueError(f"step {step.name}: input {value} does not reference a parent")
         seen.add(step.name)

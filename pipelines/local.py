@@ -21,7 +21,7 @@ from components.config import AppConfig
 from components.errors import UserError
 from components.fileio import read_json, write_json
 from components.outputs import STEP_MANIFEST
-from pipelines.dag import StepSpec, referenced_step, step_config, validate_dag
+from pipelines.dag import StepSpec, referenced_steps, step_config, validate_dag
 
 
 @dataclass
@@ -77,19 +77,20 @@ def run_local(steps: list[StepSpec], cfg: AppConfig, tracking: str, use_cache: b
     keys: dict[str, str] = {}
     dirs: dict[str, Path] = {}
     outcomes: list[StepOutcome] = []
-    for step in steps:
+    for number, step in enumerate(steps, start=1):
+        progress = f"(step {number} of {len(steps)})"
         scfg = step_config(cfg, step)
         key = keys[step.name] = cache_key(step, scfg, keys)
         step_dir = dirs[step.name] = root / step.subdir
         started = time.perf_counter()
         results = cached_results(step_dir, key) if use_cache else None
         if results is not None:
-            log(f"[{step.name}] unchanged since the last run: cached ({step_dir})")
+            log(f"[{step.name}] unchanged since the last run: cached ({step_dir}) {progress}")
             outcomes.append(StepOutcome(step.name, step.stage, "cached", 0.0, step_dir, results))
             continue
         (step_dir / STEP_MANIFEST).unlink(missing_ok=True)
-        inputs = {name: str(dirs[referenced_step(value)]) for name, value in step.inputs.items()}
-        log(f"[{step.name}] running {step.stage} -> {step_dir}")
+        inputs = {name: ",".join(str(dirs[s]) for s in referenced_steps(value)) for name, value in step.inputs.items()}
+        log(f"[{step.name}] running {step.stage} -> {step_dir} {progress}")
         try:
             results = run_stage(step.stage, stage_entry(step.stage).body, scfg, inputs, step_dir, tracking,
                                 task_name=step.name)

@@ -3,6 +3,7 @@
     slm templates register [--project P] [--image I] [--branch B]
     slm pipeline start [--queue gpu] [--controller-queue services] [--project P] [--dry-run] [overrides]
     slm sweep --preset lora|retriever [--param KEY=SPEC ...] [--objective Summary/METRIC] [--direction min]
+              [--remote]   (the optimizer runs as a task on the services queue)
 
 `--dry-run` prints what would be sent (the pipeline plan, the sweep space) without a server.
 """
@@ -38,13 +39,20 @@ def cmd_templates_register(args: argparse.Namespace) -> int:
 def cmd_pipeline_start(args: argparse.Namespace) -> int:
     from components.overrides import build_config
     from pipelines.controller import build_plan, describe_plan, start_pipeline
+    from pipelines.grid import parse_grid
 
-    cfg = build_config(args.overrides)
-    plan = build_plan(cfg, args.queue, args.controller_queue, args.project)
+    grid = parse_grid(args.overrides, args.multirun)
+    cfg = build_config(list(grid.fixed))
+    plan = build_plan(cfg, args.queue, args.controller_queue, args.project, grid=grid)
     if args.dry_run:
         print(json.dumps(describe_plan(plan, cfg, args.controller_queue), indent=2))
         return 0
-    start_pipeline(cfg, args.queue, args.controller_queue, args.project, args.image)
+    source = None
+    if args.repo or args.branch or args.commit:
+        from pipelines.templates import git_source
+
+        source = git_source(args.repo, args.branch, args.commit)
+    start_pipeline(cfg, args.queue, args.controller_queue, args.project, args.image, source=source, grid=grid)
     return 0
 
 
@@ -80,35 +88,24 @@ def resolve_sweep(args: argparse.Namespace) -> SweepRequest:
 def _run_sweep(request: SweepRequest, args: argparse.Namespace) -> int:
     from clearml import Task
 
-    from pipelines.sweep import build_optimizer, check_template, format_summary, parse_space, summarize_sweep
-    from pipelines.templates import find_template_ids
+    from pipelines.sweep import check_template, parse_space
+    from pipelines.sweep_runner import SweepJob, launch_remote, run_here
+    from pipelines.templates import find_templates, stored_source
 
     _require_server("a sweep")
     space = parse_space(request.stage, request.params)
-    base_task_id = args.template_id or find_template_ids(args.project, [request.stage])[request.stage]
-    check_template(request.stage, Task.get_task(task_id=base_task_id).get_parameters(), space)
-    objective = f"{request.objective_title}/{request.objective_series}"
-    task = Task.init(project_name=DEFAULT_SWEEP_PROJECT, task_name=f"sweep {request.stage}: {objective}",
-                     task_type=Task.TaskTypes.optimizer, reuse_last_task_id=False,
-                     auto_connect_frameworks={"detect_repository": False})
-    optimizer = build_optimizer(
-        base_task_id, space, request.objective_title, request.objective_series, request.direction,
-        max_concurrent=args.concurrency, total_jobs=args.total_jobs,
-        time_limit_minutes=args.time_limit_minutes, queue=args.queue, stage=request.stage,
-        job_time_limit_minutes=args.job_time_limit_minutes, spawn_project=DEFAULT_SWEEP_PROJECT)
-    print(f"sweep {task.id}: up to {args.total_jobs} jobs of {base_task_id} on {args.queue!r}, "
-          f"{request.direction} {objective}")
-    optimizer.start()
-    try:
-        optimizer.wait()
-    finally:  # also on Ctrl-C: abort the jobs still running
-        optimizer.stop()
-    rows = summarize_sweep(optimizer, args.top)
-    print(format_summary(rows, request.objective_series))
-    task.close()
-    if not any(row["rank"] != "-" for row in rows):
-        raise RuntimeError(f"no job reported {objective}; check one job's log and its SCALARS tab "
-                           "(clearml #285)")
+    base = (Task.get_task(task_id=args.template_id) if args.template_id
+            else find_templates(args.project, [request.stage])[request.stage])
+    check_template(request.stage, base.get_parameters(), space)
+    job = SweepJob(request.stage, request.params, request.objective_title, request.objective_series,
+                   request.direction, base.id, args.queue, args.concurrency, args.total_jobs, DEFAULT_SWEEP_PROJECT,
+                   args.time_limit_minutes, args.job_time_limit_minutes, args.top)
+    if not args.remote:
+        run_here(job)
+        return 0
+    task_id = launch_remote(job, args.remote_queue, stored_source(base), args.image)
+    print(f"sweep {task_id}: enqueued on {args.remote_queue!r}; it runs there until its last job ends (follow it "
+          f"under {DEFAULT_SWEEP_PROJECT} in the UI)")
     return 0
 
 
@@ -151,15 +148,20 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
                    help="queue of the controller (a CPU agent); never the steps' queue")
     p.add_argument("--project", default=DEFAULT_TEMPLATE_PROJECT, help="ClearML project of the templates")
     p.add_argument("--image", default=DEFAULT_TASK_IMAGE, help="docker image of the controller")
+    p.add_argument("-m", "--multirun", action="store_true",
+                   help="comma-separated values of a preset group or scalar field are grid axes")
+    p.add_argument("--repo", help="repository the controller runs from (default: the templates')")
+    p.add_argument("--branch", help="its branch (default: the templates')")
+    p.add_argument("--commit", help="its commit (default: the templates')")
     p.add_argument("--dry-run", action="store_true", help="print the plan as JSON; no server needed")
     p.set_defaults(func=cmd_pipeline_start)
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
     from pipelines import sweep
-    from pipelines.controller import DEFAULT_STEP_QUEUE
+    from pipelines.controller import DEFAULT_CONTROLLER_QUEUE, DEFAULT_STEP_QUEUE
     from pipelines.sweep import DIRECTIONS, STAGE_METRICS, SWEEP_PRESETS
-    from pipelines.templates import DEFAULT_TEMPLATE_PROJECT
+    from pipelines.templates import DEFAULT_TASK_IMAGE, DEFAULT_TEMPLATE_PROJECT
 
     p = sub.add_parser("sweep", help="hyperparameter sweep (Optuna) over a stage template",
                        description=sweep.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -179,6 +181,10 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--template-id", help="base task to clone (default: the stage's registered template)")
     p.add_argument("--project", default=DEFAULT_TEMPLATE_PROJECT, help="ClearML project of the templates")
     p.add_argument("--top", type=int, default=5, help="best jobs listed at the end")
+    p.add_argument("--remote", action="store_true",
+                   help="run the optimizer itself as a task on --remote-queue (it goes on without this terminal)")
+    p.add_argument("--remote-queue", default=DEFAULT_CONTROLLER_QUEUE, help="queue of the optimizer task")
+    p.add_argument("--image", default=DEFAULT_TASK_IMAGE, help="docker image of the optimizer task")
     p.add_argument("--dry-run", action="store_true", help="print the resolved sweep as JSON; no server")
     p.set_defaults(func=cmd_sweep)
 

@@ -21,9 +21,10 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from components.config import coerce_value, field_types, section_types
+from components.config import AppConfig, coerce_value, field_types, section_types
 from components.errors import UserError, did_you_mean
-from components.report import format_table
+from components.overrides import apply_flat
+from components.formatting import format_table
 from clearml_tasks.stages import STAGES
 
 PARAM_KINDS = ("int", "uniform", "loguniform", "choice", "fixed")
@@ -175,6 +176,18 @@ def infer_stage(param_texts: Sequence[str], series: str) -> str:
     raise UserError(f"cannot tell which template to sweep (candidates: {found}); pass --stage or --preset")
 
 
+def job_configs(stage: str, template_params: dict[str, Any], space: Sequence[ParamSpec]) -> list[AppConfig]:
+    """The configs the jobs may run with, as far as the stage's conditional reads go: the template's values
+    of the stage's sections, under every choice/fixed value of the space (e.g. an eval swept over modes
+    needs the index only if one of them is retriever_context). Ranges are numbers, which decide nothing."""
+    base = {key: value for key, value in template_params.items() if key.split("/")[0] in STAGES[stage].sections}
+    configs = [apply_flat(AppConfig(), base)]
+    for spec in space:
+        if spec.kind in ("choice", "fixed") and not spec.key.startswith("inputs/"):
+            configs = [apply_flat(cfg, {spec.key: value}) for cfg in configs for value in spec.values]
+    return configs
+
+
 def check_template(stage: str, template_params: dict[str, Any], space: Sequence[ParamSpec]) -> None:
     """Against the real base task: every swept key exists as written, and every input is set somewhere."""
     missing = [p.key for p in space if p.key not in template_params]
@@ -182,8 +195,9 @@ def check_template(stage: str, template_params: dict[str, Any], space: Sequence[
         hints = "; ".join(f"{k}{did_you_mean(k, list(template_params))}" for k in missing)
         raise UserError(f"the base task has no parameter {hints} (ClearML would ignore it, clearml #254)")
     pinned = {p.key for p in space}
-    unset = [f"inputs/{name}" for name in STAGES[stage].inputs
-             if not template_params.get(f"inputs/{name}") and f"inputs/{name}" not in pinned]
+    needed = {name for cfg in job_configs(stage, template_params, space) for name in STAGES[stage].needed_inputs(cfg)}
+    unset = [f"inputs/{name}" for name in STAGES[stage].inputs if name in needed
+             and not template_params.get(f"inputs/{name}") and f"inputs/{name}" not in pinned]
     if unset:
         raise UserError(f"the base task has no {', '.join(unset)}: every job would fail. Sweep a step of a "
                         f"finished pipeline (--template-id), or pin the parent, e.g. "
@@ -207,8 +221,13 @@ def to_clearml_parameter(spec: ParamSpec):
 def _optimizer_class():
     from clearml.automation.optuna import OptimizerOptuna
 
+    from pipelines.templates import untagged_job_class
+
     class PacedOptimizerOptuna(OptimizerOptuna):
-        """OptimizerOptuna that pauses between polls of a job still missing its objective."""
+        """OptimizerOptuna that pauses between polls of a job still missing its objective, and whose jobs
+        do not inherit the template's `template` tag."""
+
+        _job_class = untagged_job_class()
 
         def monitor_job(self, job) -> bool:
             running = super().monitor_job(job)

@@ -9,17 +9,20 @@ UI shows editable `Section/field` parameters before the template has ever run. T
 """
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 from components.config import AppConfig, field_help
 from components.errors import UserError
 from clearml_tasks.stages import STAGES
 
 TEMPLATE_TAG = "template"
+TEMPLATE_PROPERTY = "slm_template"  # user property: the template's own id
 # The tag docker/Dockerfile documents and docker/docker-compose.yml (SLM_TASK_IMAGE) runs.
 DEFAULT_TASK_IMAGE = "slm-experiments-task:0.1.0"
 DEFAULT_TEMPLATE_PROJECT = f"{AppConfig().clearml.project}/templates"
@@ -44,6 +47,22 @@ def _git(*args: str) -> str:
 
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
+
+
+def normalize_repo_url(url: str, warn: Callable[[str], None] = _warn) -> str:
+    """The address agents clone from, as ClearML must store it. A local path becomes `file://<absolute
+    path>` (ClearML reads a scheme-less address as a folder to inspect and stores an empty repository);
+    credentials in an http(s) address are dropped, since every template, clone and step would show them:
+    agents authenticate with agent.git_user / git_pass (or SSH keys) in their clearml.conf."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and "@" in parts.netloc:
+        warn("the repository URL holds credentials; they are not stored on the templates (give agents "
+             "agent.git_user/agent.git_pass or an SSH key in their clearml.conf)")
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    scp_like = re.match(r"^[\w.-]+@[\w.-]+:", url)  # git@host:org/repo.git
+    if not parts.scheme and not scp_like:
+        return Path(url).expanduser().resolve().as_uri()
+    return url
 
 
 def git_source(repo_url: str | None = None, branch: str | None = None, commit: str | None = None,
@@ -74,7 +93,24 @@ def git_source(repo_url: str | None = None, branch: str | None = None, commit: s
              "agents fail to check it out")
     if commit and _git("status", "--porcelain", "--untracked-files=no"):
         warn("the working tree has uncommitted changes; templates run the committed code only")
-    return GitSource(repo=repo, branch=branch, commit=commit)
+    return GitSource(repo=normalize_repo_url(repo, warn), branch=branch, commit=commit)
+
+
+def stored_source(task) -> GitSource:
+    """The code a task on the server points at (what an agent checks out)."""
+    script = task.data.script
+    return GitSource(repo=script.repository or "", branch=script.branch or "", commit=script.version_num or "")
+
+
+def check_stored(task, stage: str, source: GitSource) -> None:
+    """Read back what the server stored: an agent runs that, not what we asked for."""
+    stored, entry = stored_source(task), task.data.script.entry_point or ""
+    if stored != source or Path(entry) != Path(STAGES[stage].script):
+        raise UserError(f"the server stored template {stage!r} ({task.id}) with repository "
+                        f"{stored.repo or '(none)'!r}, branch {stored.branch or '(none)'!r}, commit "
+                        f"{stored.commit or '(none)'!r}, entry point {entry!r}; expected {source.repo!r}, "
+                        f"{source.branch!r}, {source.commit or '(branch head)'!r}, {STAGES[stage].script!r}. "
+                        "Pass --repo with an address agents can clone (https://, ssh:// or file://)")
 
 
 def template_parameters(stage: str) -> dict[str, Any]:
@@ -114,7 +150,8 @@ def register_templates(project: str = DEFAULT_TEMPLATE_PROJECT, repo_url: str | 
     """Create one draft template Task per stage on the server; returns stage -> task id.
 
     Registering again creates new templates; lookups (`pipeline start`, `sweep`) take the most recently
-    updated non-archived task tagged `template` with the stage's name.
+    created one. A template marks itself: its user property `slm_template` holds its own id, which a
+    clone (keeping name, project, tags and properties) copies but cannot match.
     """
     from clearml import Task
 
@@ -131,7 +168,12 @@ def register_templates(project: str = DEFAULT_TEMPLATE_PROJECT, repo_url: str | 
         # set_parameters has no descriptions; its private twin takes them (what the UI shows as help).
         task._set_parameters(template_parameters(stage.name),
                              **{"__parameters_descriptions": parameter_descriptions(stage.name)})
+        task.set_user_properties({"name": TEMPLATE_PROPERTY, "value": task.id,
+                                  "description": "the id this template was registered with; a clone keeps "
+                                                 "the original's, so it is never taken for a template"})
         task.add_tags([TEMPLATE_TAG])
+        task.reload()
+        check_stored(task, stage.name, source)
         ids[stage.name] = task.id
         log(f"{stage.name:<10} {task.id}  {project}/{stage.name}  ({stage.script})")
     commit_text = source.commit[:12] or "(branch head)"
@@ -139,19 +181,47 @@ def register_templates(project: str = DEFAULT_TEMPLATE_PROJECT, repo_url: str | 
     return ids
 
 
-def find_template_ids(project: str, stages: Sequence[str]) -> dict[str, str]:
-    """stage -> id of the registered template; a missing one is an error naming the fix."""
+def is_template(task) -> bool:
+    """A registered template, not a clone of one (see register_templates)."""
+    marker = task.get_user_properties().get(TEMPLATE_PROPERTY) or {}
+    return marker.get("value") == task.id
+
+
+def find_templates(project: str, stages: Sequence[str]) -> dict[str, object]:
+    """stage -> the newest registered template Task; a missing one is an error naming the fix."""
     from clearml import Task
 
-    ids = {}
+    found = {}
     for stage in dict.fromkeys(stages):
-        try:  # several matches: the SDK picks the most recently updated one
-            task = Task.get_task(project_name=project, task_name=stage, tags=[TEMPLATE_TAG],
-                                 allow_archived=False)
+        try:
+            candidates = Task.get_tasks(project_name=project, task_name=f"^{re.escape(stage)}$",
+                                        tags=[TEMPLATE_TAG],
+                                        task_filter={"order_by": ["-created"],
+                                                     "system_tags": ["-archived"]})
         except ValueError:  # the project itself does not exist
-            task = None
-        if task is None:
+            candidates = []
+        templates = [t for t in candidates if t.name == stage and is_template(t)]
+        if not templates:
             raise UserError(f"no {stage!r} template in project {project!r}; "
                             f"run `slm templates register --project {project}` first")
-        ids[stage] = task.id
-    return ids
+        found[stage] = templates[0]
+    return found
+
+
+def find_template_ids(project: str, stages: Sequence[str]) -> dict[str, str]:
+    """stage -> id of the newest registered template."""
+    return {stage: task.id for stage, task in find_templates(project, stages).items()}
+
+
+def untagged_job_class():
+    """ClearML's job class for pipeline steps and sweep jobs, minus the `template` tag a clone inherits
+    (a step or a trial is not a template)."""
+    from clearml.automation.job import ClearmlJob
+
+    class UntaggedJob(ClearmlJob):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if not self.is_cached_task() and TEMPLATE_TAG in self.task.get_tags():
+                self.task.set_tags([tag for tag in self.task.get_tags() if tag != TEMPLATE_TAG])
+
+    return UntaggedJob

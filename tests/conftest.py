@@ -29,7 +29,14 @@ _SESSION: dict[str, str] = {}
 _REMOVED = ("CLEARML_API_HOST", "CLEARML_OFFLINE_MODE")
 
 
+# What the live-server tests need, saved before the isolation below removes it (tests/e2e/test_clearml_server.py).
+SERVER_ENV: dict[str, str] = {}
+_SERVER_VARS = ("CLEARML_API_HOST", "CLEARML_WEB_HOST", "CLEARML_FILES_HOST", "CLEARML_API_ACCESS_KEY",
+                "CLEARML_API_SECRET_KEY", "CLEARML_CONFIG_FILE")
+
+
 def pytest_configure(config):
+    SERVER_ENV.update({k: os.environ[k] for k in _SERVER_VARS if os.environ.get(k)})
     base = Path(tempfile.mkdtemp(prefix="slm-tests-"))
     _SESSION["base"] = str(base)
     _SESSION["CLEARML_CACHE_DIR"] = str(base / "clearml-cache")
@@ -110,3 +117,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if e2e in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def server_env() -> dict[str, str]:
+    """The ClearML server settings this session started with, before the isolation removed them."""
+    return dict(SERVER_ENV)

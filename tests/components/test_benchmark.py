@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from components.benchmark import (BENCHMARK_FILE, PLOT_FILES, PREDICTION_FILES, REPORT_FILE, RESULTS_FILE,
-                                  aggregate, bootstrap_ci, generation_config, paired_deltas, run_benchmark,
+                                  aggregate, generation_config, paired_deltas, run_benchmark,
                                   score_row)
 from components.errors import UserError
 from components.generation import Generated
@@ -49,15 +49,6 @@ def test_score_row_uses_the_first_gold_as_reference_and_all_golds_for_f1():
     assert row["key_info"] == 0.5 and row["key_info_numbers"] is None  # terms {william, shakespeare}
     assert row["length_ratio"] == 0.5 and row["pred_ref_word_ratio"] == 0.5
     assert row["tokens_per_second"] == 8.0 and row["hit_max_new_tokens"] == 0.0
-
-
-def test_bootstrap_ci_contains_the_mean_and_is_reproducible():
-    values = [0.0, 1.0, 1.0, 0.5, 0.0, 1.0, 0.25, 0.75]
-    low, high = bootstrap_ci(values, samples=500)
-    assert low <= sum(values) / len(values) <= high and low < high
-    assert bootstrap_ci(values, samples=500) == (low, high)
-    assert bootstrap_ci([0.4] * 5, samples=200) == pytest.approx((0.4, 0.4))
-    assert bootstrap_ci(values, samples=0) is None and bootstrap_ci([], samples=100) is None
 
 
 def _row(f1: float, numbers: float | None) -> dict:

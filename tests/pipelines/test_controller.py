@@ -21,12 +21,14 @@ from pipelines import server_commands, templates
 from pipelines.controller import (PIPELINE_PARAMETERS, build_controller, build_plan, describe_plan,
                                   samples_without_seed)
 from helpers import ROOT
+from pipelines.dag import referenced_steps
 
 STEPS = ["ingest", "index", "eval_no_context", "eval_oracle_context", "eval_retriever_context", "finetune",
-         "benchmark"]
+         "benchmark", "report"]
 PARENTS = {"ingest": [], "index": ["ingest"], "eval_no_context": ["ingest"],
            "eval_oracle_context": ["ingest"], "eval_retriever_context": ["ingest", "index"],
-           "finetune": ["ingest"], "benchmark": ["ingest", "finetune"]}
+           "finetune": ["ingest"], "benchmark": ["ingest", "finetune"],
+           "report": ["eval_no_context", "eval_oracle_context", "eval_retriever_context"]}
 OVERRIDES = ["model=qwen_0.6b", "experiment.max_samples=10", "generation.max_new_tokens=16",
              "finetune.r=8", "retriever.hit_ks=[1,2]"]
 
@@ -72,7 +74,9 @@ def test_every_override_key_is_a_parameter_the_template_connects():
             section, field = key.split("/")
             if section == "inputs":
                 assert field in STAGES[step["stage"]].inputs
-                assert value == "${%s.id}" % field and field in step["parents"]
+                refs = referenced_steps(value)
+                assert refs and set(refs) <= set(step["parents"])
+                assert len(refs) == 1 or field in STAGES[step["stage"]].many
             else:
                 assert section in STAGES[step["stage"]].sections, key
                 assert field in field_types(types[section]), key
@@ -84,8 +88,26 @@ def test_changed_fields_reach_only_the_stages_that_read_them():
     assert plan["eval_no_context"]["parameter_override"]["generation/max_new_tokens"] == 16
     assert "generation/max_new_tokens" not in plan["finetune"]["parameter_override"]
     assert plan["finetune"]["parameter_override"]["finetune/r"] == 8
-    assert plan["eval_no_context"]["parameter_override"]["retriever/hit_ks"] == "[1, 2]"  # JSON text
+    assert plan["index"]["parameter_override"]["retriever/hit_ks"] == "[1, 2]"  # JSON text
     assert plan["ingest"]["parameter_override"] == {"dataset/path": "${pipeline.dataset_path}"}
+
+
+def test_steps_carry_only_what_their_output_depends_on():
+    """ClearML caches a step on its parameters: a field the step's output does not depend on must not be
+    among them, or renaming a run re-runs every GPU step."""
+    renamed = plan_by_name(*OVERRIDES, "experiment.name=renamed", "experiment.modes=[no_context,oracle_context,"
+                           "retriever_context]", "retriever.top_k=5")
+    original = plan_by_name(*OVERRIDES)
+    for name, step in renamed.items():
+        keys = set(step["parameter_override"])
+        assert not {"experiment/name", "experiment/modes", "experiment/output_dir"} & keys, name
+        if name != "eval_retriever_context":
+            assert step["parameter_override"] == original[name]["parameter_override"], name
+    closed = renamed["eval_no_context"]["parameter_override"]
+    assert not any(key.startswith("retriever/") for key in closed)  # closed book reads no retriever
+    rag = renamed["eval_retriever_context"]["parameter_override"]
+    assert rag["retriever/top_k"] == "${pipeline.top_k}" and rag["retriever/kind"] == "${pipeline.retriever_kind}"
+    assert "retriever/top_k" not in renamed["index"]["parameter_override"]  # the index is the same for any k
 
 
 def test_pipeline_knobs_are_references_with_the_config_value_as_default():
@@ -244,3 +266,44 @@ def test_controller_builds_offline_with_placeholder_ids(tmp_path):
         assert node["base_task_id"] == f"template-{step['stage']}"
     assert built["parameters"]["max_samples"] == 10
     assert "offline" in built["refused"]
+
+
+ROUND_TRIP = """
+import json, sys
+from clearml import PipelineController, Task
+Task.set_offline(True)
+from components.overrides import build_config
+from clearml_tasks.stages import STAGES
+from pipelines.controller import DEFAULT_RETRIES, build_controller, build_plan, controller_class
+
+cfg = build_config([])
+built = build_controller(build_plan(cfg), cfg, "services", {stage: f"template-{stage}" for stage in STAGES})
+dag = json.loads(json.dumps(built._serialize(), default=str))
+result = {}
+for label, cls in (("clearml", PipelineController), ("ours", controller_class())):
+    # an agent's process: nothing registered by add_step, the DAG read back from the task
+    PipelineController._retries.clear()
+    PipelineController._retries_callbacks.clear()
+    rebuilt = cls(name="", project="", always_create_from_code=False, retry_on_failure=DEFAULT_RETRIES)
+    rebuilt._deserialize(dag, force=True)
+    node = rebuilt._nodes["eval_no_context"]
+    first = rebuilt._call_retries_callback(node)
+    rebuilt._retries[node.name] = 1
+    result[label] = [sorted(rebuilt._nodes) == sorted(dag), first, rebuilt._call_retries_callback(node)]
+with open(sys.argv[1], "w") as f:
+    json.dump(result, f)
+Task.current_task().close()
+"""
+
+
+def test_a_failed_step_is_retried_once_after_the_dag_is_rebuilt_on_an_agent(tmp_path):
+    (tmp_path / "clearml.conf").write_text(OFFLINE_CONF)
+    env = {**os.environ, "CLEARML_CONFIG_FILE": str(tmp_path / "clearml.conf"),
+           "CLEARML_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    result = tmp_path / "retries.json"
+    out = subprocess.run([sys.executable, "-c", ROUND_TRIP, str(result)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    retries = json.loads(result.read_text())
+    assert retries["clearml"] == [True, False, False]  # ClearML's own controller forgets the retry (the bug)
+    assert retries["ours"] == [True, True, False]  # retried once, then not again

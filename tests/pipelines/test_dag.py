@@ -16,10 +16,12 @@ def test_full_dag_fans_eval_out_over_the_modes():
     steps = build_dag(build_config([]))
     assert _shape(steps) == [("ingest", ()), ("index", ("ingest",)), ("eval_no_context", ("ingest",)),
                              ("eval_oracle_context", ("ingest",)), ("eval_retriever_context", ("ingest", "index")),
-                             ("finetune", ("ingest",)), ("benchmark", ("ingest", "finetune"))]
+                             ("finetune", ("ingest",)), ("benchmark", ("ingest", "finetune")),
+                             ("report", ("eval_no_context", "eval_oracle_context", "eval_retriever_context"))]
     assert {s.name: s.overrides for s in steps if s.stage == "eval"} == {
         f"eval_{m}": {"experiment.mode": m} for m in ("no_context", "oracle_context", "retriever_context")}
-    assert all(s.inputs == {p: "${%s.id}" % p for p in s.parents} for s in steps)
+    assert all(s.inputs == {p: "${%s.id}" % p for p in s.parents} for s in steps if s.stage != "report")
+    assert steps[-1].inputs == {"eval": "${eval_no_context.id},${eval_oracle_context.id},${eval_retriever_context.id}"}
 
 
 def test_a_step_whose_input_is_left_out_is_left_out():
@@ -30,8 +32,8 @@ def test_a_step_whose_input_is_left_out_is_left_out():
 
 
 def test_modes_listed_twice_run_once():
-    steps = build_dag(build_config(["experiment.modes=[no_context,no_context]"]), ("ingest", "eval"))
-    assert [s.name for s in steps] == ["ingest", "eval_no_context"]
+    steps = build_dag(build_config(["experiment.modes=[no_context,no_context]"]), ("ingest", "eval", "report"))
+    assert [s.name for s in steps] == ["ingest", "eval_no_context", "report"]
 
 
 @pytest.mark.parametrize("mode, expected", [

@@ -1,0 +1,60 @@
+"""A stage's inputs: its parents' output folders, found locally or fetched from the parent task's
+`output` artifact on an agent, and the parts of their config it records as its own provenance."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from clearml_tasks.stages import STAGES
+from components.config import AppConfig
+from components.errors import UserError
+from components.fileio import read_json
+
+CONFIG_FILE = "config.json"  # the resolved config each stage writes into its output folder
+OUTPUT_ARTIFACT = "output"  # every stage uploads its output folder under this name; children fetch it
+
+
+FINISHED = ("completed", "published", "closed")
+
+
+def resolve_input(name: str, value: str) -> Path:
+    """A parent's output: a local folder (local runner) or the `output` artifact of a finished task
+    (agent). A wrong id, or a parent that did not finish or has no output, is one line naming the input."""
+    if Path(value).is_dir():
+        return Path(value)
+    from clearml import Task
+
+    try:
+        task = Task.get_task(task_id=value)
+    except ValueError:
+        raise UserError(f"inputs/{name}={value!r}: no task with that id (nor a local folder); set it to the id "
+                        f"of a finished {name} task") from None
+    status = str(task.get_status())
+    if status not in FINISHED:
+        raise UserError(f"inputs/{name}={value}: the {name} task {task.name!r} is {status}, not completed; "
+                        "point it at a finished one")
+    artifact = task.artifacts.get(OUTPUT_ARTIFACT)
+    if artifact is None:
+        raise UserError(f"inputs/{name}={value}: task {task.name!r} ({status}) has no {OUTPUT_ARTIFACT!r} "
+                        f"artifact; is it a {name} step of this project?")
+    local = artifact.get_local_copy()
+    if not local:
+        raise UserError(f"inputs/{name}={value}: cannot download its {OUTPUT_ARTIFACT!r} artifact "
+                        f"({artifact.url}); check the storage credentials in clearml.conf")
+    return Path(local)
+
+
+def with_parent_sections(cfg: AppConfig, stage: str, input_dirs: dict[str, Path]) -> AppConfig:
+    """The config a stage records: its own sections, and every section it does not read taken from the
+    parent that did (an eval's `dataset` is its ingest's, not the default), so results name their data."""
+    data = cfg.to_dict()
+    for parent, folder in input_dirs.items():
+        if isinstance(folder, list):  # several parents (a merge's shards, a report's evals): no one config
+            continue
+        recorded = Path(folder) / CONFIG_FILE
+        if parent not in STAGES or not recorded.is_file():
+            continue
+        parent_data = read_json(recorded)
+        for section in STAGES[parent].sections:
+            if section not in STAGES[stage].sections and section in parent_data:
+                data[section] = parent_data[section]
+    return AppConfig.from_dict(data)
