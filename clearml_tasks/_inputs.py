@@ -43,6 +43,31 @@ def resolve_input(name: str, value: str) -> Path:
     return Path(local)
 
 
+def resolve_adapter(cfg: AppConfig) -> AppConfig:
+    """`model.adapter` as a local folder: a ClearML model id (a finetune task's registered adapter) is
+    downloaded and unpacked; a local folder stays as it is."""
+    adapter = cfg.model.adapter
+    if not adapter or Path(adapter).is_dir():
+        return cfg
+    from clearml import InputModel
+    from clearml_tasks._tracking import resolve_tracking
+
+    if resolve_tracking("auto") != "online":
+        raise UserError(f"model.adapter={adapter!r}: not a local folder, and a ClearML model id needs a server "
+                        "(configure one, or give the adapter folder, e.g. outputs/x/finetune/adapter)")
+    try:
+        local = InputModel(model_id=adapter).get_local_copy(extract_archive=True)
+    except ValueError:
+        raise UserError(f"model.adapter={adapter!r}: no ClearML model with that id") from None
+    if not local:
+        raise UserError(f"model.adapter={adapter!r}: cannot download the model's weights")
+    folder = Path(local)
+    found = [p.parent for p in folder.rglob("adapter_config.json")]  # the archive may hold one folder level
+    if not found:
+        raise UserError(f"model.adapter={adapter!r}: the model holds no peft adapter (no adapter_config.json)")
+    return AppConfig.from_dict({**cfg.to_dict(), "model": {**cfg.to_dict()["model"], "adapter": str(found[0])}})
+
+
 def with_parent_sections(cfg: AppConfig, stage: str, input_dirs: dict[str, Path]) -> AppConfig:
     """The config a stage records: its own sections, and every section it does not read taken from the
     parent that did (an eval's `dataset` is its ingest's, not the default), so results name their data."""

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from clearml_tasks._inputs import CONFIG_FILE, OUTPUT_ARTIFACT, resolve_input, with_parent_sections
+from clearml_tasks._inputs import (CONFIG_FILE, OUTPUT_ARTIFACT, resolve_adapter, resolve_input,
+                                   with_parent_sections)
 from clearml_tasks._tracker import NullTracker, make_tracker
 from clearml_tasks._tracking import resolve_tracking
 from clearml_tasks.stages import STAGES
@@ -66,7 +67,9 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
                       for k, v in inputs.items() if v}
         cfg = with_parent_sections(cfg, stage, input_dirs)
         output_dir.mkdir(parents=True, exist_ok=True)
-        write_json(output_dir / CONFIG_FILE, cfg.to_dict())
+        write_json(output_dir / CONFIG_FILE, cfg.to_dict())  # as given: an adapter by its model id
+        if "model" in spec.sections:
+            cfg = resolve_adapter(cfg)
         results = body(cfg, input_dirs, output_dir, tracker)
         with own_outputs(output_dir, spec.upload_exclude) as folder:
             tracker.upload_artifact(OUTPUT_ARTIFACT, folder)

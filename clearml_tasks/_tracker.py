@@ -12,6 +12,7 @@ class NullTracker:
 
     session_dir: Path | None = None
     task_id: str = ""
+    online: bool = False  # a live server holds the task (models and datasets can be registered)
 
     def connect_section(self, values: dict, name: str) -> dict:
         return values
@@ -27,6 +28,13 @@ class NullTracker:
 
     def report_table(self, title: str, series: str, table: list[list]) -> None:
         pass
+
+    def register_model(self, name: str, folder: Path, config: dict, tags: list[str], comment: str) -> str:
+        """Register a model folder in the model registry; its id ('' when not tracked)."""
+        return ""
+
+    def set_properties(self, values: dict) -> None:
+        """Record values on the task as user properties (provenance, not parameters to edit)."""
 
     def upload_artifact(self, name: str, obj: Any) -> None:
         pass
@@ -62,6 +70,7 @@ class ClearMLTracker(NullTracker):
         self.logger = self.task.get_logger()
         self.task_id = self.task.id
         self.session_dir = Path(self.task.get_offline_mode_folder()) if offline else None
+        self.online = not offline
 
     def connect_section(self, values: dict, name: str) -> dict:
         """Register a parameter section; on an agent the values edited in the UI come back."""
@@ -86,6 +95,14 @@ class ClearMLTracker(NullTracker):
 
     def upload_artifact(self, name: str, obj: Any) -> None:
         self.task.upload_artifact(name=name, artifact_object=obj, wait_on_upload=True)
+
+    def set_properties(self, values: dict) -> None:
+        self.task.set_user_properties(**{k: str(v) for k, v in values.items()})
+
+    def register_model(self, name: str, folder: Path, config: dict, tags: list[str], comment: str) -> str:
+        from clearml_tasks._models import register_output_model
+
+        return register_output_model(self.task, self.session_dir is not None, name, folder, config, tags, comment)
 
     def close(self, error: str = "") -> None:
         """`Task.close()` marks a task completed whenever no exception reached sys.excepthook, so a stage

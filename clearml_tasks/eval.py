@@ -22,7 +22,13 @@ def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -
 
     results = run_eval(cfg, cfg.experiment.mode, inputs["ingest"], inputs.get("index"), output_dir,
                        progress=lambda batches: tqdm(batches, desc=f"eval {cfg.experiment.mode}", unit="batch"))
-    tracker.report_results({k: v for k, v in results.items() if k != "meta"}, title="Final Metrics")
+    return report_eval(results, output_dir, tracker)
+
+
+def report_eval(results: dict, output_dir: Path, tracker: NullTracker) -> dict:
+    """An eval's (or a merge's) metrics in the Final Metrics table and single values, its files as artifacts."""
+    tracker.report_results({k: v for k, v in results.items() if k not in ("meta", "question_ids")},
+                           title="Final Metrics")
     for name in (RESULTS_FILE, PREDICTIONS_FILE, MEMORY_FILE):
         tracker.upload_artifact(Path(name).stem, output_dir / name)
     return results

@@ -50,9 +50,19 @@ def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -
     for plot in map(Path, results["plots"]):
         tracker.report_image("finetune", plot)
         tracker.upload_artifact(plot.stem, plot)
-    tracker.upload_artifact("adapter", output_dir / ADAPTER_DIR)
     for name in (TRAINER_STATE_FILE, RESULTS_FILE):
         tracker.upload_artifact(Path(name).stem, output_dir / name)
+    ft = cfg.finetune
+    results["model_id"] = tracker.register_model(
+        name=f"{cfg.model.name} {ft.method} adapter", folder=output_dir / ADAPTER_DIR,
+        config={"base_model": cfg.model.name, "base_model_path": cfg.model.path or cfg.model.gguf_file,
+                "method": ft.method, "r": ft.r, "alpha": ft.alpha, "dropout": ft.dropout,
+                "target_modules": ft.target_modules, "prompt_mode": ft.mode, "train_data": cfg.dataset.path,
+                "train_data_name": cfg.dataset.name},
+        tags=["finetune", ft.method, cfg.model.name],
+        comment=f"peft {ft.method} adapter (r={ft.r}, alpha={ft.alpha}) for {cfg.model.name}, trained on "
+                f"{cfg.dataset.name}")
+    results["model_dir"] = str(output_dir / ADAPTER_DIR)  # what `${finetune.models.output.-1.id}` is locally
     return results
 
 

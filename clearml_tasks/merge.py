@@ -12,19 +12,14 @@ from pathlib import Path
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
 from components.config import AppConfig
-from components.eval import MEMORY_FILE, PREDICTIONS_FILE
+from clearml_tasks.eval import report_eval
 from components.merge import merge_shards
-from components.outputs import RESULTS_FILE
 
 STAGE = "merge"
 
 
 def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -> dict:
-    results = merge_shards(inputs["eval"], output_dir)
-    tracker.report_results({k: v for k, v in results.items() if k != "meta"}, title="Final Metrics")
-    for name in (RESULTS_FILE, PREDICTIONS_FILE, MEMORY_FILE):
-        tracker.upload_artifact(Path(name).stem, output_dir / name)
-    return results
+    return report_eval(merge_shards(inputs["eval"], output_dir), output_dir, tracker)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,8 @@ class ModelConfig:
                                         "opts in")
     max_input_tokens: int = _f(2048, "prompts are truncated from the left of the context beyond this "
                                      "(not read by any stage yet)")
+    adapter: str = _f("", "a peft (LoRA) adapter on top of the model: a local folder with adapter_config.json, or "
+                          "a ClearML model id (a finetune task's registered adapter); empty = the base model")
 
     def __post_init__(self):
         _check(bool(self.path or self.gguf_package), "model.path", "a hub id or local path", self.path)
@@ -78,6 +80,8 @@ class DatasetConfig:
     hf_split: str = _f("validation", "hf:<name> only: the split loaded with datasets.load_dataset")
     passage_words: int = _f(100, "whole documents (SimpleQA pages) are split into passages of this many words")
     test_fraction: float = _f(0.2, "held-out share for fine-tuning and the benchmark")
+    publish: bool = _f(True, "on a ClearML server, publish the ingest output as a version of the ClearML Dataset "
+                             "<dataset.name>-ingested (project <clearml.project>/datasets)")
     split_seed: int = _f(0, "seed of the train/test split (questions ranked by sha256 of seed and question id)")
 
     def __post_init__(self):
@@ -164,6 +168,8 @@ class ExperimentConfig:
     shards: int = _f(1, "split each eval into this many shard steps (whole batches of the fixed batch plan) "
                         "and a merge step; on a server the shards run in parallel")
     shard: int = _f(-1, "the shard this eval step runs (0 .. shards-1); -1 = every batch (set by the DAG)")
+    eval_tuned: bool = _f(False, "slm run / pipelines: also evaluate the fine-tuned model (base + the finetune "
+                                 "step's adapter) in every mode, beside the base model")
 
     def __post_init__(self):
         _check_choice("experiment.mode", self.mode, MODES)

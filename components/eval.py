@@ -66,7 +66,7 @@ def assemble_results(cfg: AppConfig, mode: str, rows: list[dict], generator: Gen
     generation_seconds = timing.get("generation_seconds", 0.0)
     new_tokens = sum(r["new_tokens"] for r in rows)
     results.update(
-        model=cfg.model.name, dataset=cfg.dataset.name, backend=generator.backend,
+        model=cfg.model.name, adapter=cfg.model.adapter, dataset=cfg.dataset.name, backend=generator.backend,
         model_size_bytes=generator.model_size_bytes, model_size_mb=round(generator.model_size_bytes / MB, 2),
         retriever_index_size_bytes=contexts.index_size_bytes,
         retriever_index_size_mb=round(contexts.index_size_bytes / MB, 3),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 from components.config import GenerationConfig, ModelConfig
+from components.errors import UserError
 from components.generation import Generated, generate_token_batch, plan_batches
 from components.models import LoadedModel, load_model
 
@@ -73,8 +74,14 @@ class HFGenerator:
 
 
 def load_generator(cfg: ModelConfig) -> HFGenerator:
-    """A generator with its own copy of the model."""
-    return HFGenerator(load_model(cfg))
+    """A generator with its own copy of the model (with `cfg.adapter` on top when set)."""
+    generator = HFGenerator(load_model(cfg))
+    if not cfg.adapter:
+        return generator
+    adapter = Path(cfg.adapter)
+    if not (adapter / "adapter_config.json").is_file():
+        raise UserError(f"model.adapter: {adapter} is not a peft adapter folder (no adapter_config.json)")
+    return generator.with_adapter(adapter, cfg.load_in_4bit or cfg.load_in_8bit)
 
 
 _SHARED: dict[str, HFGenerator] = {}

@@ -97,10 +97,40 @@ def _write_outputs(cfg: DatasetConfig, source_path: Path, fmt: str, output_dir: 
     return manifest
 
 
+def is_ingested(path: Path) -> bool:
+    """An earlier ingest's output folder (e.g. a published ClearML dataset version of one)."""
+    return path.is_dir() and (path / QUESTIONS_FILE).is_file() and (path / PASSAGES_FILE).is_file()
+
+
+def _write_from_ingested(cfg: DatasetConfig, folder: Path, output_dir: Path) -> dict:
+    """The questions and passages as they are, split again under this config."""
+    with ExitStack() as stack:
+        tmp = {name: stack.enter_context(atomic_path(output_dir / name))
+               for name in (QUESTIONS_FILE, PASSAGES_FILE, TRAIN_FILE, TEST_FILE)}
+        for name in (QUESTIONS_FILE, PASSAGES_FILE):
+            tmp[name].write_bytes((folder / name).read_bytes())
+        questions = [json.loads(line) for line in tmp[QUESTIONS_FILE].read_text(encoding="utf-8").splitlines() if line]
+        if not questions:
+            raise UserError(f"{folder / QUESTIONS_FILE}: no questions found")
+        test_ids = choose_test_ids([q["id"] for q in questions], cfg.test_fraction, cfg.split_seed)
+        _write_split(tmp[QUESTIONS_FILE], test_ids, tmp[TRAIN_FILE], tmp[TEST_FILE])
+        (output_dir / INGEST_MANIFEST).unlink(missing_ok=True)
+        num_passages = sum(1 for line in tmp[PASSAGES_FILE].read_text(encoding="utf-8").splitlines() if line)
+    manifest = {"format": "ingested", "source": display_source(cfg.path), "num_questions": len(questions),
+                "num_passages": num_passages, "num_train": len(questions) - len(test_ids), "num_test": len(test_ids),
+                "num_questions_with_gold": sum(bool(q.get("gold_passage_ids")) for q in questions),
+                "test_fraction": cfg.test_fraction, "split_seed": cfg.split_seed}
+    write_json(output_dir / INGEST_MANIFEST, manifest)
+    return manifest
+
+
 def run_ingest(cfg: DatasetConfig, output_dir: Path, cache_dir: Path | None = None) -> dict:
     """Read `cfg.path` and write the normalised dataset into `output_dir`; returns the manifest."""
     output_dir = Path(output_dir)
     source_path = resolve_source(cfg, cache_dir)
+    if is_ingested(source_path):
+        output_dir.mkdir(parents=True, exist_ok=True)
+        return _write_from_ingested(cfg, source_path, output_dir)
     fmt = detect_format(source_path) if cfg.format == "auto" else cfg.format
     created = not output_dir.exists()
     try:

@@ -65,6 +65,12 @@ def load_entry(name: str, folder: Path, relevant: Callable[[dict], dict[str, obj
     return EvalEntry(name, results, read_jsonl(Path(folder) / PREDICTIONS), relevant(results["meta"]["config"]))
 
 
+def _short(value) -> str:
+    """A setting as a label: long values (an adapter's folder or model id) by their tail."""
+    text = str(value) if value != "" else "none"
+    return text if len(text) <= 24 else "…" + text[-20:]
+
+
 @dataclass
 class System:
     model: str
@@ -74,7 +80,7 @@ class System:
 
     @property
     def label(self) -> str:
-        extra = ", ".join(f"{k.rpartition('.')[2]}={v}" for k, v in self.variant.items())
+        extra = ", ".join(f"{k.rpartition('.')[2]}={_short(v)}" for k, v in self.variant.items())
         return f"{self.model} @ {self.dataset}" + (f" ({extra})" if extra else "")
 
 

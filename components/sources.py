@@ -42,6 +42,9 @@ def resolve_source(cfg: DatasetConfig, cache_dir: Path | None = None) -> Path:
         return _builtin(path.removeprefix("builtin:"))
     if path.startswith("s3://"):
         return _download_s3(path, cache_dir)
+    if path.startswith("clearml://"):
+        raise UserError(f"dataset.path={path}: a ClearML dataset is read by the ingest stage (slm ingest / slm run), "
+                        "which fetches it from the server first")
     if path.startswith("hf:"):
         return _convert_hf(path.removeprefix("hf:"), cfg.hf_config, cfg.hf_split, cache_dir)
     return _local(path)
@@ -56,8 +59,10 @@ def _builtin(name: str) -> Path:
 
 def _local(path: str) -> Path:
     local = Path(path).expanduser()
+    if local.is_dir() and (local / "questions.jsonl").is_file() and (local / "passages.jsonl").is_file():
+        return local  # an earlier ingest's output, e.g. a published ClearML dataset version of one
     if local.is_dir():
-        raise UserError(f"{path}: is a directory (expected a dataset file)")
+        raise UserError(f"{path}: is a directory (expected a dataset file, or an ingest output folder)")
     if not local.is_file():
         raise UserError(f"{path}: file not found")
     return local

@@ -23,7 +23,15 @@ from components.config import AppConfig
 from components.overrides import apply_flat
 from pipelines.grid import Grid
 
-REF = re.compile(r"\$\{([^}.]+)\.id\}")
+REF = re.compile(r"\$\{([^}.]+)\.[^}]*\}")  # ${step.id}, ${step.models.output.-1.id}; not ${pipeline.x}
+
+
+MODEL_REF = re.compile(r"\$\{([^}.]+)\.models\.output\.-1\.id\}")
+
+
+def model_ref(step: str) -> str:
+    """ClearML's reference to the last model a step registered (locally: the folder it registered)."""
+    return "${%s.models.output.-1.id}" % step
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,8 @@ def ref(step: str) -> str:
 
 
 def referenced_steps(value: str) -> list[str]:
-    """`${ingest.id}` -> [ingest]; `${a.id},${b.id}` -> [a, b]; [] for a literal value."""
-    return REF.findall(value)
+    """`${ingest.id}` -> [ingest]; `${a.id},${b.id}` -> [a, b]; [] for a literal value or a pipeline knob."""
+    return [name for name in REF.findall(value) if name != "pipeline"]
 
 
 def eval_step_name(mode: str) -> str:
@@ -78,12 +86,14 @@ class _Builder:
         self.axes: dict[str, set[str]] = {}  # step -> the axes its output depends on
 
     def add(self, stage: str, base_name: str, cfg: AppConfig, point: dict, point_flat: dict, own: dict,
-            parents: dict[str, list[str]], subdir: str | None) -> str:
+            parents: dict[str, list[str]], subdir: str | None, after: tuple[str, ...] = ()) -> str:
+        """`parents` are the step's inputs (input name -> parent steps); `after` are parents it reads another
+        way (a model reference in its overrides)."""
         spec = STAGES[stage]
         step_cfg = apply_flat(cfg, own) if own else cfg
         depends = spec.cache_config(step_cfg)
         reads = {f"{s}.{f}" for s, fields in depends.items() for f in fields}
-        parent_names = [p for names in parents.values() for p in names]
+        parent_names = [p for names in parents.values() for p in names] + list(after)
         axes = {a.key for a in self.grid.axes if a.fields & reads}.union(*(self.axes[p] for p in parent_names))
         name = base_name + self.grid.label(point, axes)
         identity = hashlib.sha256(json.dumps([stage, depends, [self.identity[p] for p in parent_names]],
@@ -113,23 +123,37 @@ def build_dag(cfg: AppConfig, stages: tuple[str, ...] = STAGE_NAMES, single_eval
         point_cfg = grid.config(point) if grid.axes or grid.fixed else cfg
         point_flat = grid.flat(point) if grid.axes or grid.fixed else {}
         made: dict[str, str] = {}  # stage -> this point's step of it (the input names)
+
+        def add_eval(base_name: str, own: dict, subdir: str | None, after: tuple[str, ...] = ()) -> str | None:
+            """An eval (or its shards and their merge) when the inputs it needs are in the DAG."""
+            needed = STAGES["eval"].needed_inputs(apply_flat(point_cfg, own))
+            if not all(p in made for p in needed):
+                return None
+            parents = {p: [made[p]] for p in needed}
+            shards = point_cfg.experiment.shards
+            if shards == 1:
+                name = builder.add("eval", base_name, point_cfg, point, point_flat, own, parents, subdir, after)
+            else:
+                shard_names = [builder.add("eval", f"{base_name}__shard-{i}of{shards}", point_cfg, point, point_flat,
+                                           {**own, "experiment.shard": i}, parents, None, after)
+                               for i in range(shards)]
+                name = builder.add("merge", base_name, point_cfg, point, point_flat, {}, {"eval": shard_names}, subdir)
+            finals.append(name)
+            return name
+
         for stage in (s for s in STAGES if s in stages and s not in ("merge", "report")):
             for base_name, own, subdir in _variants(stage, point_cfg, single_eval):
-                needed = STAGES[stage].needed_inputs(apply_flat(point_cfg, own) if own else point_cfg)
-                if not all(p in made for p in needed):
-                    continue
-                parents = {p: [made[p]] for p in needed}
-                shards = point_cfg.experiment.shards if stage == "eval" else 1
-                if shards == 1:
-                    made[stage] = builder.add(stage, base_name, point_cfg, point, point_flat, own, parents, subdir)
-                else:
-                    shard_names = [builder.add(stage, f"{base_name}__shard-{i}of{shards}", point_cfg, point,
-                                               point_flat, {**own, "experiment.shard": i}, parents, None)
-                                   for i in range(shards)]
-                    made[stage] = builder.add("merge", base_name, point_cfg, point, point_flat, {},
-                                              {"eval": shard_names}, subdir)
                 if stage == "eval":
-                    finals.append(made[stage])
+                    add_eval(base_name, own, subdir)
+                    continue
+                needed = STAGES[stage].needed_inputs(apply_flat(point_cfg, own) if own else point_cfg)
+                if all(p in made for p in needed):
+                    made[stage] = builder.add(stage, base_name, point_cfg, point, point_flat, own,
+                                              {p: [made[p]] for p in needed}, subdir)
+            if stage == "finetune" and "finetune" in made and "eval" in stages and point_cfg.experiment.eval_tuned:
+                for mode in dict.fromkeys(point_cfg.experiment.modes):  # the tuned model beside the base one
+                    add_eval(f"eval_tuned_{mode}", {"experiment.mode": mode, "model.adapter": model_ref(made["finetune"])},
+                             None, after=(made["finetune"],))
     if "report" in stages and finals and not single_eval:
         finals = list(dict.fromkeys(finals))
         builder.add("report", "report", cfg, {}, {}, {}, {"eval": finals}, None)

@@ -3,6 +3,7 @@
     slm data upload data/NQ-open.dev.jsonl s3://datasets/nq/
     slm data download s3://datasets/nq/NQ-open.dev.jsonl data/
     slm data ls s3://minio:9000/clearml/
+    slm data register data/NQ-open.dev.jsonl --name nq-open --version 1.0   # a ClearML Dataset version
 
 Both URI kinds work: s3://bucket/key (endpoint from AWS_ENDPOINT_URL or clearml.conf) and
 s3://host:port/bucket/key (ClearML's form). Keys come from the AWS environment or clearml.conf.
@@ -37,11 +38,20 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_register(args: argparse.Namespace) -> int:
+    from clearml_tasks._datasets import register_dataset
+
+    dataset_id = register_dataset(args.source, args.name, args.project, args.version)
+    print(f"dataset {dataset_id}: {args.project}/{args.name}; ingest it with dataset.path=clearml://{dataset_id} "
+          f"(or clearml://{args.project}/{args.name})")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `data` with its `upload`, `download` and `ls` subcommands; each sets `func(args) -> int`."""
     data = subparsers.add_parser("data", help="upload, download and list files in S3 / MinIO",
                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    actions = data.add_subparsers(dest="data_command", required=True, metavar="{upload,download,ls}")
+    actions = data.add_subparsers(dest="data_command", required=True, metavar="{upload,download,ls,register}")
 
     upload = actions.add_parser("upload", help="upload a file, or a folder recursively, to an S3 URI")
     upload.add_argument("local", help="local file or folder")
@@ -56,3 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls = actions.add_parser("ls", help="list objects (size in bytes, key) under an S3 URI prefix")
     ls.add_argument("s3_uri", help=URI_HELP)
     ls.set_defaults(func=cmd_ls)
+
+    reg = actions.add_parser("register", help="a file or S3 object as a new version of a ClearML Dataset")
+    reg.add_argument("source", help="local file or s3://bucket/key")
+    reg.add_argument("--name", required=True, help="dataset name, e.g. nq-open")
+    reg.add_argument("--project", default="slm-experiments/datasets", help="ClearML project of the dataset")
+    reg.add_argument("--version", help="version label (default: ClearML's next version)")
+    reg.set_defaults(func=cmd_register)

@@ -57,7 +57,7 @@ class Grid:
 
 
 def slug(value: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "_", value) or "_"
+    return re.sub(r"[^A-Za-z0-9_-]", "_", value) or "none"
 
 
 def _axis_fields(key: str, values: list[str]) -> frozenset[str]:
@@ -90,8 +90,8 @@ def parse_grid(tokens: list[str], multirun: bool, base: AppConfig | None = None)
             fixed.append(token)
             continue
         values = [v.strip() for v in value.split(",")]
-        if len(set(values)) != len(values) or not all(values):
-            raise UserError(f"axis {key}: empty or repeated values in {value!r}")
+        if len(set(values)) != len(values):  # an empty value is one (model.adapter=,<id>: base and tuned)
+            raise UserError(f"axis {key}: repeated values in {value!r}")
         if any(a.key == key for a in axes):
             raise UserError(f"axis {key} given twice")
         axes.append(Axis(key, tuple(values), _axis_fields(key, values)))

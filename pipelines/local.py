@@ -21,7 +21,8 @@ from components.config import AppConfig
 from components.errors import UserError
 from components.fileio import read_json, write_json
 from components.outputs import STEP_MANIFEST
-from pipelines.dag import StepSpec, referenced_steps, step_config, validate_dag
+from components.overrides import apply_flat
+from pipelines.dag import MODEL_REF, StepSpec, referenced_steps, step_config, validate_dag
 
 
 @dataclass
@@ -62,6 +63,19 @@ def cached_results(step_dir: Path, key: str) -> dict | None:
     return data.get("results") if data.get("key") == key else None
 
 
+def resolve_model_refs(cfg: AppConfig, step: StepSpec, outcomes: dict[str, StepOutcome]) -> AppConfig:
+    """`${finetune.models.output.-1.id}` in a step's overrides (ClearML resolves it on a server) as the folder
+    that step registered as its model (its results' `model_dir`)."""
+    def folder(match) -> str:
+        results = outcomes[match.group(1)].results
+        if not results.get("model_dir"):
+            raise UserError(f"step {step.name}: step {match.group(1)} registered no model")
+        return results["model_dir"]
+
+    refs = {k: MODEL_REF.sub(folder, v) for k, v in step.overrides.items() if isinstance(v, str) and MODEL_REF.search(v)}
+    return apply_flat(cfg, refs) if refs else cfg
+
+
 def stage_entry(stage: str):
     return importlib.import_module(STAGES[stage].entry_module)
 
@@ -92,8 +106,9 @@ def run_local(steps: list[StepSpec], cfg: AppConfig, tracking: str, use_cache: b
         inputs = {name: ",".join(str(dirs[s]) for s in referenced_steps(value)) for name, value in step.inputs.items()}
         log(f"[{step.name}] running {step.stage} -> {step_dir} {progress}")
         try:
-            results = run_stage(step.stage, stage_entry(step.stage).body, scfg, inputs, step_dir, tracking,
-                                task_name=step.name)
+            results = run_stage(step.stage, stage_entry(step.stage).body,
+                                resolve_model_refs(scfg, step, {o.name: o for o in outcomes}), inputs, step_dir,
+                                tracking, task_name=step.name)
         except UserError as e:
             raise UserError(f"step {step.name} failed: {e}") from None
         except Exception as e:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,3 +115,18 @@ def write_ingest_dir(path: Path, capitals: Sequence[tuple[str, str]] = CAPITALS,
     for name, rows in files.items():
         (path / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def run_offline_script(code: str, tmp_path: Path, *args: str) -> dict:
+    """Run ClearML code in a fresh offline process (ClearML's Task is process-global), outside the
+    repository (Task.init would scan this git work tree); the JSON the code writes to sys.argv[1]."""
+    from clearml_tasks._tracking import OFFLINE_CONF
+
+    (tmp_path / "clearml.conf").write_text(OFFLINE_CONF)
+    env = {**os.environ, "CLEARML_CONFIG_FILE": str(tmp_path / "clearml.conf"),
+           "CLEARML_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
+    result = tmp_path / "result.json"
+    out = subprocess.run([sys.executable, "-c", code, str(result), *args], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(result.read_text())

@@ -2,7 +2,8 @@
 stored), a template cloned, edited and enqueued (it ran with the edited values and found its input), a
 bad input (one line naming it), `slm pipeline start` (every step completed; a second start fully cached),
 a failing step retried once, `slm sweep --remote` of 2 jobs (its summary), an offline session imported,
-and a stage failing locally (marked failed with its reason).
+a stage failing locally (marked failed with its reason), and a dataset registered, ingested by id and
+fine-tuned on, the adapter a model of the finetune task that the tuned eval loads by its id.
 
 Runs whenever a configured server answers (CLEARML_API_HOST + keys, or CLEARML_CONFIG_FILE, or
 ~/clearml.conf); skips, saying so, when none does. It starts its own two non-docker `clearml-agent`
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -322,3 +324,42 @@ def test_a_stage_failing_locally_is_marked_failed_with_its_reason(server, tmp_pa
         print(json.dumps([str(task.status), task.data.status_reason or "", log]))
         """)
     assert status == "failed" and "missing.jsonl" in reason and "missing.jsonl" in log
+
+
+def test_data_and_adapters_live_in_clearml_datasets_and_models(server, templates, agents):
+    """slm data register -> a pipeline that ingests it by id, fine-tunes (the adapter a model of the finetune
+    task) and evaluates the tuned model, which loads the adapter by its model id."""
+    out = slm(server, "data", "register", str(ROOT / "components" / "demo_data" / "demo.jsonl"), "--name",
+              f"demo-{RUN}", "--project", f"{PROJECT}/datasets", "--version", "1.0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    dataset_id = re.search(r"^dataset ([0-9a-f]{32}):", out.stdout, re.MULTILINE).group(1)
+    out = slm(server, "pipeline", "start", "--queue", STEPS_QUEUE, "--controller-queue", SERVICES_QUEUE,
+              "--project", TEMPLATES, f"clearml.project={PROJECT}", f"experiment.name=tuned{RUN}",
+              f"dataset.path=clearml://{dataset_id}", "experiment.eval_tuned=true", "experiment.modes=[no_context]",
+              *TINY)
+    assert out.returncode == 0, out.stderr[-3000:]
+    controller_id = out.stdout.split("controller task ")[1].split()[0]
+    seen = sdk(server, f"""
+        from clearml import Model
+        controller = wait({controller_id!r}, 900)
+        dag = controller.get_configuration_object_as_dict("Pipeline")
+        ingest = Task.get_task(task_id=dag["ingest"]["executed"])
+        manifest = json.load(open(ingest.artifacts["output"].get_local_copy() + "/manifest.json"))
+        finetune = Task.get_task(task_id=dag["finetune"]["executed"])
+        model = finetune.models["output"][-1]
+        tuned = Task.get_task(task_id=dag["eval_tuned_no_context"]["executed"])
+        folder = tuned.artifacts["output"].get_local_copy()
+        print(json.dumps({{"status": str(controller.status), "manifest": manifest,
+                          "properties": {{k: v["value"] for k, v in ingest.get_user_properties().items()}},
+                          "model": [model.id, model.tags, model.config_dict.get("base_model")],
+                          "tuned_param": tuned.get_parameters().get("model/adapter"),
+                          "tuned_config": json.load(open(folder + "/config.json"))["model"]["adapter"],
+                          "tuned_results": json.load(open(folder + "/results.json"))["adapter"]}}))
+        """, timeout=1000)
+    assert seen["status"] == "completed", seen
+    assert seen["manifest"]["dataset_id"] == dataset_id and seen["properties"]["dataset_id"] == dataset_id
+    assert seen["manifest"]["source"] == f"clearml://{dataset_id}" and seen["manifest"]["ingested_dataset_id"]
+    model_id, tags, base = seen["model"]
+    assert "finetune" in tags and base == "smollm2_135m_gguf"
+    assert seen["tuned_param"] == seen["tuned_config"] == model_id  # ClearML resolved the model reference
+    assert Path(seen["tuned_results"]).is_absolute()  # ... and the eval ran on the adapter downloaded by that id

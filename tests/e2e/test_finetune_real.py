@@ -183,6 +183,10 @@ def test_interrupted_run_resumes_from_its_checkpoint_through_the_stage_entry(ing
         def upload_artifact(self, name, obj):
             self.artifacts[name] = Path(obj)
 
+        def register_model(self, name, folder, config, tags, comment):
+            self.model = (name, Path(folder), config, tags)
+            return "model-1"
+
     cfg = build_config(TRAIN_ARGS + ["finetune.max_steps=4", "finetune.save_steps=2", "finetune.logging_steps=1",
                                      "finetune.eval_steps=100"])
     with pytest.raises(StopAtCheckpoint):
@@ -201,7 +205,11 @@ def test_interrupted_run_resumes_from_its_checkpoint_through_the_stage_entry(ing
     assert {("learning_rate", "train"), ("grad_norm", "train"), ("epoch", "train"),
             ("tokens_per_second", "train"), ("loss", "eval")} <= {(t, s) for t, s, _ in tracker.scalars}
     assert {p.name for p in tracker.images} == {"training_loss.png", "learning_rate.png"}
-    assert {"adapter", "trainer_state", "results", "training_loss", "learning_rate"} <= tracker.artifacts.keys()
+    assert {"trainer_state", "results", "training_loss", "learning_rate"} <= tracker.artifacts.keys()
+    name, folder, config, tags = tracker.model  # the adapter is a registered model, not an artifact
+    assert folder == tmp_path / ADAPTER_DIR and (folder / "adapter_config.json").is_file()
+    assert config["base_model"] == "smollm2_135m_gguf" and config["r"] == 16 and "lora" in tags
+    assert results["model_id"] == "model-1" and results["model_dir"] == str(folder)
     assert all(p.exists() for p in tracker.artifacts.values())
 
 

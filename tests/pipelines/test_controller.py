@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from clearml_tasks._tracking import OFFLINE_CONF
 from clearml_tasks.stages import STAGES
 from components.config import AppConfig, GenerationConfig, field_types, section_types
 from components.errors import UserError, run_guarded
@@ -20,7 +18,7 @@ from components.overrides import build_config
 from pipelines import server_commands, templates
 from pipelines.controller import (PIPELINE_PARAMETERS, build_controller, build_plan, describe_plan,
                                   samples_without_seed)
-from helpers import ROOT
+from helpers import ROOT, run_offline_script
 from pipelines.dag import referenced_steps
 
 STEPS = ["ingest", "index", "eval_no_context", "eval_oracle_context", "eval_retriever_context", "finetune",
@@ -247,15 +245,7 @@ Task.current_task().close()
 
 
 def test_controller_builds_offline_with_placeholder_ids(tmp_path):
-    (tmp_path / "clearml.conf").write_text(OFFLINE_CONF)
-    env = {**os.environ, "CLEARML_CONFIG_FILE": str(tmp_path / "clearml.conf"),
-           "CLEARML_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
-    # Run outside the repository: the controller's Task.init would otherwise scan this git work tree.
-    result = tmp_path / "built.json"
-    out = subprocess.run([sys.executable, "-c", BUILD_OFFLINE, str(result), *OVERRIDES], cwd=tmp_path,
-                         env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    built = json.loads(result.read_text())
+    built = run_offline_script(BUILD_OFFLINE, tmp_path, *OVERRIDES)
     assert list(built["nodes"]) == STEPS
     for step in built["plan"]:
         node = built["nodes"][step["name"]]
@@ -297,13 +287,6 @@ Task.current_task().close()
 
 
 def test_a_failed_step_is_retried_once_after_the_dag_is_rebuilt_on_an_agent(tmp_path):
-    (tmp_path / "clearml.conf").write_text(OFFLINE_CONF)
-    env = {**os.environ, "CLEARML_CONFIG_FILE": str(tmp_path / "clearml.conf"),
-           "CLEARML_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
-    result = tmp_path / "retries.json"
-    out = subprocess.run([sys.executable, "-c", ROUND_TRIP, str(result)], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    retries = json.loads(result.read_text())
+    retries = run_offline_script(ROUND_TRIP, tmp_path)
     assert retries["clearml"] == [True, False, False]  # ClearML's own controller forgets the retry (the bug)
     assert retries["ours"] == [True, True, False]  # retried once, then not again

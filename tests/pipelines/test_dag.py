@@ -60,3 +60,32 @@ def test_validate_dag_rejects_unknown_stages_and_dangling_parents():
         validate_dag([StepSpec("index", "index", parents=("ingest",))])
     with pytest.raises(ValueError, match="does not reference a parent"):
         validate_dag([StepSpec("ingest", "ingest"), StepSpec("index", "index", inputs={"ingest": "${other.id}"})])
+
+
+def test_eval_tuned_adds_an_eval_of_the_fine_tuned_model_per_mode():
+    from pipelines.controller import build_plan
+
+    cfg = build_config(["experiment.eval_tuned=true", "experiment.modes=[no_context,oracle_context]"])
+    steps = {s.name: s for s in build_dag(cfg)}
+    tuned = steps["eval_tuned_oracle_context"]
+    assert tuned.stage == "eval" and tuned.parents == ("ingest", "finetune")
+    assert tuned.inputs == {"ingest": "${ingest.id}"}  # the adapter comes as a model reference, not an input
+    assert tuned.overrides["model.adapter"] == "${finetune.models.output.-1.id}"
+    assert "eval_tuned_no_context" in steps["report"].parents
+    plan = {s["name"]: s for s in build_plan(cfg)}
+    assert plan["eval_tuned_no_context"]["parameter_override"]["model/adapter"] == "${finetune.models.output.-1.id}"
+    assert plan["eval_tuned_no_context"]["parents"] == ["ingest", "finetune"]
+    assert "eval_tuned_no_context" not in [s.name for s in build_dag(build_config([]))]
+
+
+def test_locally_a_model_reference_is_the_folder_the_step_registered(tmp_path):
+    from pipelines.local import StepOutcome, resolve_model_refs
+
+    cfg = build_config([])
+    step = StepSpec("eval_tuned_no_context", "eval", ("ingest", "finetune"),
+                    overrides={"model.adapter": "${finetune.models.output.-1.id}"})
+    done = {"finetune": StepOutcome("finetune", "finetune", "ran", 1.0, tmp_path, {"model_dir": str(tmp_path / "a")})}
+    assert resolve_model_refs(cfg, step, done).model.adapter == str(tmp_path / "a")
+    done["finetune"].results.pop("model_dir")
+    with pytest.raises(Exception, match="registered no model"):
+        resolve_model_refs(cfg, step, done)

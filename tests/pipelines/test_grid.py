@@ -38,6 +38,9 @@ def test_axes_are_comma_separated_groups_and_scalar_fields_only_with_m():
         parse_grid(["retriever.top_k=1,x"], multirun=True)  # every point is checked up front
     with pytest.raises(UserError, match="repeated"):
         parse_grid(["retriever.top_k=1,1"], multirun=True)
+    base_and_tuned = parse_grid(["model.adapter=,/tmp/adapter"], multirun=True)  # the base model is the empty value
+    assert base_and_tuned.axes[0].values == ("", "/tmp/adapter")
+    assert base_and_tuned.label({"model.adapter": ""}, {"model.adapter"}) == "__adapter-none"
 
 
 def test_model_axes_vary_slowest_so_each_model_loads_once():
@@ -103,3 +106,14 @@ def test_a_grid_pipeline_plan_has_the_same_steps_with_their_queues():
     assert by_name["eval_retriever_context__top_k-1"]["template_name"] == "merge"
     assert by_name["report"]["parameter_override"]["inputs/eval"].count("${") == 3
     json.dumps(plan)  # the --dry-run document is plain JSON
+
+
+def test_pipeline_start_m_dry_run_prints_the_grid_steps_with_their_queues(capsys):
+    from pipelines.cli import main
+
+    assert main(["pipeline", "start", "-m", *DONE_GRID, "--queue", "gpu", "--controller-queue", "services",
+                 "--dry-run"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    steps = {s["name"]: s["execution_queue"] for s in document["steps"]}
+    assert steps["eval_retriever_context__shard-1of2__top_k-3"] == "gpu" and steps["report"] == "gpu"
+    assert document["pipeline"]["controller_queue"] == "services" and len(steps) == 14

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
 
-from clearml_tasks._tracking import OFFLINE_CONF
 from components.errors import UserError
 from pipelines import server_commands
 from pipelines.sweep import (STAGE_METRICS, SWEEP_PRESETS, ParamSpec, check_template,
@@ -19,7 +15,7 @@ from pipelines.sweep import (STAGE_METRICS, SWEEP_PRESETS, ParamSpec, check_temp
                              stage_parameter_types, summarize_sweep, validate_objective)
 from pipelines.templates import template_parameters
 
-from helpers import ROOT
+from helpers import run_offline_script
 
 
 def test_parameter_syntax_gives_typed_ranges_and_choices():
@@ -217,14 +213,7 @@ with open(sys.argv[1], "w") as f:
 
 
 def test_optimizer_builds_offline_with_optuna(tmp_path):
-    (tmp_path / "clearml.conf").write_text(OFFLINE_CONF)
-    env = {**os.environ, "CLEARML_CONFIG_FILE": str(tmp_path / "clearml.conf"),
-           "CLEARML_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
-    result = tmp_path / "built.json"
-    out = subprocess.run([sys.executable, "-c", BUILD_OFFLINE, str(result)], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    built = json.loads(result.read_text())
+    built = run_offline_script(BUILD_OFFLINE, tmp_path)
     assert built["optuna"] is True
     assert built["space"] == {"finetune/r": "UniformIntegerParameterRange",
                               "finetune/learning_rate": "LogUniformParameterRange",
