@@ -67,7 +67,8 @@ def publish_ingested(output_dir: Path, cfg: AppConfig, source: dict) -> str:
     """The ingest output as a new version of the dataset `<dataset.name>-ingested` in `<clearml.project>/datasets`."""
     from clearml import Dataset
 
-    dataset = Dataset.create(dataset_name=f"{cfg.dataset.name}-ingested", dataset_project=f"{cfg.clearml.project}/datasets",
+    dataset = Dataset.create(dataset_name=f"{cfg.dataset.name}-ingested",
+                             dataset_project=f"{cfg.clearml.project}/datasets",
                              description=f"slm ingest of {source.get('dataset_id') or cfg.dataset.path}")
     dataset.add_files(str(output_dir), wildcard=["*.jsonl", "manifest.json"], recursive=False)
     dataset.upload()

@@ -7,6 +7,7 @@ from typing import Any
 
 from components.formatting import format_results, numeric_metrics
 
+
 class NullTracker:
     """`--no-clearml`: the stage still prints its results; nothing is sent anywhere."""
 

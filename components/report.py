@@ -152,7 +152,8 @@ def build_leaderboard(entries: list[EvalEntry], metric: str = "token_recall", sa
     best = {}
     for m in modes:
         for q in QUALITY:
-            values = [r["cells"][m][q]["mean"] for r in rows if m in r["cells"] and r["cells"][m][q]["mean"] is not None]
+            values = [r["cells"][m][q]["mean"] for r in rows
+                      if m in r["cells"] and r["cells"][m][q]["mean"] is not None]
             best[f"{m}/{q}"] = max(values) if values else None
     return {"metric": metric, "modes": modes, "rows": rows, "best": best, "bootstrap_samples": samples}
 

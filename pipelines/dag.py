@@ -152,8 +152,8 @@ def build_dag(cfg: AppConfig, stages: tuple[str, ...] = STAGE_NAMES, single_eval
                                               {p: [made[p]] for p in needed}, subdir)
             if stage == "finetune" and "finetune" in made and "eval" in stages and point_cfg.experiment.eval_tuned:
                 for mode in dict.fromkeys(point_cfg.experiment.modes):  # the tuned model beside the base one
-                    add_eval(f"eval_tuned_{mode}", {"experiment.mode": mode, "model.adapter": model_ref(made["finetune"])},
-                             None, after=(made["finetune"],))
+                    own = {"experiment.mode": mode, "model.adapter": model_ref(made["finetune"])}
+                    add_eval(f"eval_tuned_{mode}", own, None, after=(made["finetune"],))
     if "report" in stages and finals and not single_eval:
         finals = list(dict.fromkeys(finals))
         builder.add("report", "report", cfg, {}, {}, {}, {"eval": finals}, None)

@@ -72,7 +72,8 @@ def resolve_model_refs(cfg: AppConfig, step: StepSpec, outcomes: dict[str, StepO
             raise UserError(f"step {step.name}: step {match.group(1)} registered no model")
         return results["model_dir"]
 
-    refs = {k: MODEL_REF.sub(folder, v) for k, v in step.overrides.items() if isinstance(v, str) and MODEL_REF.search(v)}
+    refs = {k: MODEL_REF.sub(folder, v) for k, v in step.overrides.items()
+            if isinstance(v, str) and MODEL_REF.search(v)}
     return apply_flat(cfg, refs) if refs else cfg
 
 
