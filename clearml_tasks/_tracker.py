@@ -71,19 +71,21 @@ class ClearMLTracker(NullTracker):
         self.logger = self.task.get_logger()
         self.task_id = self.task.id
         self.session_dir = Path(self.task.get_offline_mode_folder()) if offline else None
-        self.online = not offline
+
+    @property
+    def online(self) -> bool:
+        return self.session_dir is None
 
     def connect_section(self, values: dict, name: str) -> dict:
         """Register a parameter section; on an agent the values edited in the UI come back."""
         return self.task.connect(dict(values), name=name)
 
     def report_results(self, results: dict, title: str = "Final Metrics") -> None:
-        print(format_results(results, title))
+        super().report_results(results, title)  # the console
         metrics = numeric_metrics(results)
         for name, value in metrics.items():
             self.logger.report_single_value(name, value)
-        table = [["metric", "value"]] + [[name, value] for name, value in metrics.items()]
-        self.logger.report_table(title=title, series="Summary", iteration=0, table_plot=table)
+        self.report_table(title, "Summary", [["metric", "value"]] + [[name, value] for name, value in metrics.items()])
 
     def report_scalar(self, title: str, series: str, value: float, iteration: int) -> None:
         self.logger.report_scalar(title=title, series=series, value=value, iteration=iteration)
@@ -103,7 +105,7 @@ class ClearMLTracker(NullTracker):
     def register_model(self, name: str, folder: Path, config: dict, tags: list[str], comment: str) -> str:
         from clearml_tasks._models import register_output_model
 
-        return register_output_model(self.task, self.session_dir is not None, name, folder, config, tags, comment)
+        return register_output_model(self.task, not self.online, name, folder, config, tags, comment)
 
     def close(self, error: str = "") -> None:
         """`Task.close()` marks a task completed whenever no exception reached sys.excepthook, so a stage

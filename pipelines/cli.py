@@ -30,14 +30,19 @@ def _tracking(args) -> str:
     return resolve_tracking("none" if args.no_clearml else "offline" if args.offline else "auto")
 
 
-def load_config(args):
-    """The saved config of `--config` (or the defaults), with the command line's overrides on top."""
+def saved_config(args):
+    """The config saved at `--config`, or None for the defaults."""
     from components.config import AppConfig
     from components.fileio import read_json
+
+    return AppConfig.from_dict(read_json(args.config)) if getattr(args, "config", None) else None
+
+
+def load_config(args):
+    """The saved config of `--config` (or the defaults), with the command line's overrides on top."""
     from components.overrides import build_config
 
-    base = AppConfig.from_dict(read_json(args.config)) if getattr(args, "config", None) else None
-    return build_config(args.overrides, base=base)
+    return build_config(args.overrides, base=saved_config(args))
 
 
 def _summary_rows(outcomes) -> list[dict]:
@@ -76,8 +81,7 @@ def cmd_run(args) -> int:
     from pipelines.grid import parse_grid
     from pipelines.local import run_local
 
-    base = load_config(argparse.Namespace(config=args.config, overrides=[]))
-    grid = parse_grid(args.overrides, args.multirun, base)
+    grid = parse_grid(args.overrides, args.multirun, saved_config(args))
     cfg = grid.config()  # the run's own settings (name, output folder); the axes are per step
     stages = tuple(s for s in STAGE_NAMES if s not in (args.skip or []))
     steps = build_dag(cfg, stages, grid=grid)
