@@ -74,7 +74,7 @@ def _bm25_stopwords() -> frozenset[str]:
 def bm25_tokenize(texts: Sequence[str]) -> list[list[str]]:
     """The tokens `bm25s.tokenize(texts, stopwords="en", return_ids=False)` gives (lowercase, `\\w\\w+`
     words, minus bm25s's English stopwords; a test checks they agree), shared with the bench. Not
-    bm25s.tokenize itself: it rebuilds its stopword set for every text (2,655 NQ questions: 14 ms vs 9 ms)."""
+    bm25s.tokenize itself: it rebuilds its stopword set for every text (2,655 NQ questions: 10.5 ms vs 7 ms)."""
     stopwords, split = _bm25_stopwords(), BM25_TOKEN.findall
     return [[t for t in split(text.lower()) if t not in stopwords] for text in texts]
 
@@ -90,12 +90,15 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 class BM25Retriever:
     """bm25s builds, saves and loads the index; search scores a whole batch of queries at once.
 
-    bm25s's numpy backend scores and ranks one query per Python iteration (numba is not a dependency).
-    Its index is a sparse (vocabulary x passages) matrix of per-term BM25 scores (default "lucene" variant,
+    bm25s's index is a sparse (vocabulary x passages) matrix of per-term BM25 scores (default "lucene" variant,
     which has no non-occurrence term), so a batch's scores are one sparse product
-    (queries x vocabulary term counts) @ (that matrix): the same sums bm25s computes (tests check they
-    agree), 4-5x faster than bm25s's retrieve on the NQ oracle corpus (bench/bench_retrieval.py).
-    """
+    (queries x vocabulary term counts) @ (that matrix): the same sums bm25s computes (tests check they agree).
+    Not bm25s's own retrieve (bench/bench_retrieval.py; NQ oracle corpus, 2,655 queries, k=20, whole batch
+    with tokenising, 2 busy cores): its numpy backend scores one query per Python iteration (480-635 ms vs
+    46-77 ms here); its numba backend is as fast warm (39-71 ms, 0.86-1.14x, 2 threads) but JIT-compiles on
+    each process's first call (8-10 s; bm25s does not cache the machine code on disk), and an eval process
+    searches one batch: a fresh process's search costs 8-9 s there vs 0.2 s here (1.3 s when it also imports
+    torch for topk)."""
 
     def __init__(self, model, passage_ids: list[str]):
         from scipy.sparse import csr_matrix
