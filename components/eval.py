@@ -67,6 +67,7 @@ def assemble_results(cfg: AppConfig, mode: str, rows: list[dict], generator: Gen
     new_tokens = sum(r["new_tokens"] for r in rows)
     results.update(
         model=cfg.model.name, adapter=cfg.model.adapter, dataset=cfg.dataset.name, backend=generator.backend,
+        backend_version=generator.backend_version,
         model_size_bytes=generator.model_size_bytes, model_size_mb=round(generator.model_size_bytes / MB, 2),
         retriever_index_size_bytes=contexts.index_size_bytes,
         retriever_index_size_mb=round(contexts.index_size_bytes / MB, 3),
@@ -97,7 +98,7 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
     contexts = build_contexts(cfg, mode, questions, ingest_dir, index_dir)
     memory.record("build contexts")
     load_start = time.perf_counter()
-    generator = generator or shared_generator(cfg.model)
+    generator = generator or shared_generator(cfg.model, cfg.generation)
     timing: dict[str, float] = {"load_model_seconds": time.perf_counter() - load_start}
     memory.record("load model")
 

@@ -1,4 +1,5 @@
-"""Batched generation with a batch plan fixed up front.
+"""What every backend shares: the batch plan fixed up front, the stop rule, and how new token ids
+become an answer.
 
 The plan sorts prompts by token length (longest first, ties by position) and cuts fixed batches, so
 padding stays small and a resumed run recomputes exactly the batches an uninterrupted run would: with
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -57,14 +57,37 @@ def cut_at_stop(text: str, stop_strings: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def generate_token_batch(model, tokenizer, prompt_ids: Sequence[Sequence[int]], gen: GenerationConfig,
-                         device: str, prefix=None, seed: int = 0, timings: dict | None = None) -> list[Generated]:
-    """Answers for prompts given as token ids, optionally sharing a precomputed prefix KV cache."""
-    from components.decoding import decode
+def common_prefix_length(token_lists: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix shared by every prompt, leaving each at least one token of its own."""
+    if not token_lists:
+        return 0
+    first, shortest = token_lists[0], min(len(t) for t in token_lists)
+    n = 0
+    while n < shortest - 1 and all(t[n] == first[n] for t in token_lists):
+        n += 1
+    return n
 
-    start = time.perf_counter()
-    outputs = decode(model, tokenizer, prompt_ids, gen, device, prefix=prefix, seed=seed, timings=timings)
-    seconds = (time.perf_counter() - start) / len(prompt_ids)
+
+class StopChecker:
+    """Decides when a row's answer has ended: EOS, or a stop string in its decoded tail."""
+
+    def __init__(self, tokenizer, stop_strings: Sequence[str]):
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stop_strings if s]
+        self.eos = {t for t in (tokenizer.eos_token_id, getattr(tokenizer, "pad_token_id", None)) if t is not None}
+
+    def finished(self, ids: list[int]) -> bool:
+        if ids[-1] in self.eos:
+            return True
+        if not self.stops:
+            return False
+        tail = self.tokenizer.decode(ids[-4:], skip_special_tokens=True)  # stops span at most a few tokens
+        return any(s in tail for s in self.stops)
+
+
+def to_answers(tokenizer, outputs: Sequence[Sequence[int]], gen: GenerationConfig, seconds: float) -> list[Generated]:
+    """Each row's new token ids as an answer: decoded, cut at the first stop string, stripped. Every backend
+    ends here, so the stop rule and `hit_max_new_tokens` mean the same whichever decoded."""
     stops = [s for s in gen.stop_strings if s]
     results = []
     for ids in outputs:

@@ -42,7 +42,7 @@ def packaged_gguf_path(cfg: ModelConfig) -> Path:
     return path
 
 
-def _gguf_path(cfg: ModelConfig) -> Path | None:
+def gguf_path(cfg: ModelConfig) -> Path | None:
     """The GGUF file a config points at, or None for a plain checkpoint (a folder or hub id).
 
     - model.path empty: the GGUF `gguf_file` shipped in the pip package `gguf_package`.
@@ -87,19 +87,21 @@ def _check_local_checkpoint(cfg: ModelConfig) -> None:
         raise UserError(f"model.path: the local folder {folder} holds {held}")
 
 
+def _cache_key(gguf: Path) -> str:
+    stat = gguf.stat()
+    return hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+
+
 def converted_checkpoint(gguf: Path) -> Path:
     """A plain HF checkpoint converted from `gguf`, created on first use (atomic rename into the cache)."""
-    stat = gguf.stat()
-    key = hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
-    target = cache_root() / "models" / f"{gguf.stem}-{key}"
+    target = cache_root() / "models" / f"{gguf.stem}-{_cache_key(gguf)}"
     if (target / "config.json").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     print(f"converting {gguf.name} once into a plain checkpoint at {target} (~30 s)", file=sys.stderr)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+
+    def convert(folder: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
         # The weights are dequantised now; the leftover GGUF quantisation entry would make the
@@ -107,21 +109,49 @@ def converted_checkpoint(gguf: Path) -> Path:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+
+    _write_once(target, "config.json", convert)
+    return target
+
+
+def _write_once(target: Path, marker: str, write) -> None:
+    """`write(folder)` into a temp folder beside `target`, renamed into place (a reader never sees half
+    a folder); if another process got there first, its folder stays."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(tmp)
         try:
             os.replace(tmp, target)
-        except OSError:  # another process converted it first
-            if not (target / "config.json").is_file():
+        except OSError:
+            if not (target / marker).is_file():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+
+def gguf_tokenizer(gguf: Path):
+    """The HF tokenizer of a GGUF model, for a backend that runs the GGUF itself: read from the GGUF once
+    and cached on its own (no weights). transformers turns every GGUF tokenizer into a fast one, so it
+    loads as such: without AutoTokenizer's config lookup, which imports torch (1.5 s a process)."""
+    from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+    target = cache_root() / "tokenizers" / f"{gguf.stem}-{_cache_key(gguf)}"
+    if not (target / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        def extract(folder: Path) -> None:
+            AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(folder)
+
+        _write_once(target, "tokenizer.json", extract)
+    return _for_generation(TokenizersBackend.from_pretrained(str(target)))
 
 
 def resolve_weights(cfg: ModelConfig) -> str:
     """Folder or hub id to load with from_pretrained (converting a GGUF first)."""
-    gguf = _gguf_path(cfg)
+    gguf = gguf_path(cfg)
     if gguf is not None:
         return str(converted_checkpoint(gguf))
     _check_local_checkpoint(cfg)
@@ -164,7 +194,10 @@ def quantization_config(cfg: ModelConfig, device: str):
 def load_tokenizer(source: str, cfg: ModelConfig):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+    return _for_generation(AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code))
+
+
+def _for_generation(tokenizer):
     tokenizer.padding_side = "left"  # decoder-only batched generation
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

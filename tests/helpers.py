@@ -72,6 +72,7 @@ class FakeGenerator:
     tuned: Callable[[str], str] | None = None  # the answers of `with_adapter`'s generator
     fail_after: int | None = None  # raise Interrupted on the batch after this many
     backend: str = "fake"
+    backend_version: str = "fake 1.0"
     source: str = "fake-model"
     model_size_bytes: int = 4096
     tokenizer: FakeTokenizer = field(default_factory=FakeTokenizer)

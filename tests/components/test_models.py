@@ -1,4 +1,4 @@
-"""Which weights a model config resolves to (components.models.resolve_weights / _gguf_path).
+"""Which weights a model config resolves to (components.models.resolve_weights / gguf_path).
 
 Fast: no download, no real GGUF conversion (converted_checkpoint and the hub download are replaced).
 The rule: an empty model.path is the GGUF in model.gguf_package; with a path set, model.gguf_file applies
@@ -80,7 +80,7 @@ def test_default_is_the_packaged_gguf(monkeypatch, tmp_path, conversions, no_hub
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     importlib.invalidate_caches()
     cfg = ModelConfig(gguf_package="fake_gguf_pkg", gguf_file="tiny.gguf")
-    assert models._gguf_path(cfg).resolve() == (pkg / "tiny.gguf").resolve()
+    assert models.gguf_path(cfg).resolve() == (pkg / "tiny.gguf").resolve()
     assert models.resolve_weights(cfg) == str(tmp_path / "converted" / "tiny")
     assert [p.resolve() for p in conversions] == [(pkg / "tiny.gguf").resolve()]
     assert no_hub == []
@@ -89,13 +89,13 @@ def test_default_is_the_packaged_gguf(monkeypatch, tmp_path, conversions, no_hub
 def test_default_config_points_at_the_installed_package():
     if importlib.util.find_spec(ModelConfig().gguf_package) is None:
         pytest.skip("the embedded model's package is not installed")
-    gguf = models._gguf_path(build_config([]).model)
+    gguf = models.gguf_path(build_config([]).model)
     assert gguf is not None and gguf.name == DEFAULT_GGUF and gguf.is_file()
 
 
 def test_missing_package_names_gguf_package():
     with pytest.raises(UserError, match="model.gguf_package"):
-        models._gguf_path(ModelConfig(gguf_package="no_such_pkg_xyz_123"))
+        models.gguf_path(ModelConfig(gguf_package="no_such_pkg_xyz_123"))
 
 
 # (b) a local plain checkpoint, with the default GGUF fields still set: they are ignored
@@ -105,7 +105,7 @@ def test_local_plain_checkpoint_ignores_default_gguf_fields(tmp_path, conversion
     folder = _plain_checkpoint(tmp_path / "ckpt")
     cfg = build_config([f"model.path={folder}"]).model
     assert cfg.gguf_package and cfg.gguf_file == DEFAULT_GGUF  # the defaults are still there
-    assert models._gguf_path(cfg) is None
+    assert models.gguf_path(cfg) is None
     assert models.resolve_weights(cfg) == str(folder)
     assert conversions == [] and no_hub == []
 
@@ -124,7 +124,7 @@ def test_local_plain_checkpoint_with_gguf_fields_cleared(tmp_path, conversions):
 def test_local_gguf_file_is_converted(tmp_path, conversions, no_hub, package):
     folder = _gguf_folder(tmp_path / "gguf_dir", "mine.Q8_0.gguf")
     cfg = ModelConfig(path=str(folder), gguf_package=package, gguf_file="mine.Q8_0.gguf")
-    assert models._gguf_path(cfg) == folder / "mine.Q8_0.gguf"
+    assert models.gguf_path(cfg) == folder / "mine.Q8_0.gguf"
     assert models.resolve_weights(cfg) == str(tmp_path / "converted" / "mine.Q8_0")
     assert conversions == [folder / "mine.Q8_0.gguf"] and no_hub == []
 
@@ -133,7 +133,7 @@ def test_local_gguf_with_default_file_name(tmp_path, conversions):
     """Only model.path edited, and the folder holds a GGUF of the default file name: that file is used."""
     folder = _gguf_folder(tmp_path / "gguf_dir")
     cfg = build_config([f"model.path={folder}"]).model
-    assert models._gguf_path(cfg) == folder / DEFAULT_GGUF
+    assert models.gguf_path(cfg) == folder / DEFAULT_GGUF
     assert len(conversions) == 0
     models.resolve_weights(cfg)
     assert conversions == [folder / DEFAULT_GGUF]
@@ -183,7 +183,7 @@ def test_hub_gguf_download_failure_is_a_user_error(monkeypatch, in_tmp, conversi
 def test_hub_id_alone_ignores_the_packaged_gguf_fields(in_tmp, conversions, no_hub):
     cfg = build_config(["model.path=Qwen/Qwen3-0.6B"]).model
     assert cfg.gguf_file == DEFAULT_GGUF
-    assert models._gguf_path(cfg) is None
+    assert models.gguf_path(cfg) is None
     assert models.resolve_weights(cfg) == "Qwen/Qwen3-0.6B"
     assert conversions == [] and no_hub == []
 
@@ -198,7 +198,7 @@ def test_clearml_style_edit_of_model_path_only(in_tmp, conversions, no_hub):
                                             ("smollm2_135m", "HuggingFaceTB/SmolLM2-135M-Instruct")])
 def test_hub_presets_resolve_to_the_hub_id(in_tmp, conversions, no_hub, preset, hub_id):
     cfg = build_config([f"model={preset}"]).model
-    assert models._gguf_path(cfg) is None
+    assert models.gguf_path(cfg) is None
     assert models.resolve_weights(cfg) == hub_id
     assert conversions == [] and no_hub == []
 

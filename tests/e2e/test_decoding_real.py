@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from components.config import GenerationConfig
-from components.decoding import build_prefix_cache, common_prefix_length, decode
+from components.decoding import build_prefix_cache, decode
+from components.generation import common_prefix_length
 from components.overrides import build_config
 from components.prompts import render_prompt, user_message
 

@@ -1,0 +1,36 @@
+"""The vLLM backend on a CUDA machine (`pytest -m gpu`; needs `pip install -e '.[vllm]'`): the embedded
+model (its converted checkpoint) answers every demo question through vLLM, the run records the backend,
+and token recall stays within the tolerance measured for llama.cpp against the hf reference.
+Not run on CPU machines: vLLM needs CUDA (generation.backend=vllm is a one-line error there,
+tests/components/test_generators.py)."""
+from __future__ import annotations
+
+import pytest
+
+from components.config import GenerationConfig
+from components.eval import PREDICTIONS_FILE, run_eval
+from components.fileio import read_jsonl
+from components.generators import load_generator
+from components.overrides import build_config
+
+pytestmark = [pytest.mark.gpu, pytest.mark.slow]
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device", allow_module_level=True)
+vllm = pytest.importorskip("vllm", reason="vLLM not installed (pip install -e '.[vllm]')")
+
+RECALL_TOLERANCE = 0.1  # as for llama.cpp vs hf (tests/e2e/test_backends_real.py)
+
+
+def test_vllm_answers_every_demo_question_like_hf(demo_ingest_dir, tmp_path):
+    cfg = build_config([])
+    recalls = {}
+    for backend in ("hf", "vllm"):
+        generator = load_generator(cfg.model, GenerationConfig(backend=backend))
+        results = run_eval(cfg, "no_context", demo_ingest_dir, None, tmp_path / backend, generator=generator)
+        rows = read_jsonl(tmp_path / backend / PREDICTIONS_FILE)
+        assert len(rows) == 42 and all(r["prediction"] for r in rows), backend
+        assert results["backend"] == backend
+        recalls[backend] = results["token_recall"]
+        del generator
+    assert abs(recalls["hf"] - recalls["vllm"]) <= RECALL_TOLERANCE, recalls
