@@ -65,3 +65,18 @@ def test_shards_that_do_not_belong_together_are_refused(runs, tmp_path):
     with pytest.raises(UserError, match="differs from shard 0 in plan"):
         merge_shards([root / "shard0", root / "shard1", forged], tmp_path / "c")
     assert not (tmp_path / "c" / RESULTS_FILE).exists()
+
+
+@pytest.mark.parametrize("key, value", [("backend", "llama_cpp"), ("backend_version", "fake 2.0")])
+def test_shards_answered_by_another_backend_are_refused(runs, tmp_path, key, value):
+    """With generation.backend=auto, agents of different kinds can resolve the same step differently."""
+    root = runs[0]
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("predictions.jsonl", "memory_usage.json"):
+        (other / name).write_bytes((root / "shard2" / name).read_bytes())
+    write_json(other / RESULTS_FILE, {**read_json(root / "shard2" / RESULTS_FILE), key: value})
+    with pytest.raises(UserError, match=f"differs from shard 0 in {key}"):
+        merge_shards([root / "shard0", root / "shard1", other], tmp_path / "out")
+    merged = merge_shards([root / "shard0", root / "shard1", root / "shard2"], tmp_path / "ok")
+    assert (merged["backend"], merged["backend_version"]) == ("fake", "fake 1.0")
