@@ -181,6 +181,28 @@ class LlamaCppGenerator:
         self._decode(c, [(t, pos, PREFIX_SEQ, False) for pos, t in enumerate(prefix)])
         c.prefix = list(prefix)
 
+    def _decode_rows(self, c: _Context, logits: dict[int, np.ndarray], positions: dict[int, int],
+                     gen: GenerationConfig, seed: int) -> list[list[int]]:
+        """Each row's new token ids (EOS dropped): every unfinished row advances one token per
+        llama_decode call, until EOS, a stop string or max_new_tokens."""
+        rng = np.random.default_rng(seed)
+        checker = StopChecker(self.tokenizer, gen.stop_strings)
+        outputs: dict[int, list[int]] = {seq: [] for seq in positions}
+        active = list(positions)
+        for step_no in range(gen.max_new_tokens):
+            step = []
+            for seq in active:
+                token = sample_token(logits[seq], gen, rng)
+                outputs[seq].append(token)
+                if not checker.finished(outputs[seq]):
+                    step.append((token, positions[seq], seq, True))
+                    positions[seq] += 1
+            active = [seq for _, _, seq, _ in step]
+            if not active or step_no + 1 == gen.max_new_tokens:
+                break
+            logits = self._decode(c, step)
+        return [ids[:-1] if ids and ids[-1] in checker.eos else ids for ids in outputs.values()]
+
     def generate(self, prompt_ids: Sequence[Sequence[int]], gen: GenerationConfig, seed: int = 0,
                  timings: dict | None = None) -> list[Generated]:
         start = clock = time.perf_counter()
@@ -191,36 +213,19 @@ class LlamaCppGenerator:
         self._load_prefix(c, prefix)
         memory = self._memory(c)
         seqs = list(range(1, len(rests) + 1))
-        for seq in seqs:
-            self.llama.llama_memory_seq_cp(memory, PREFIX_SEQ, seq, -1, -1)  # all it holds: the prefix
-        entries = [(t, p + k, seq, k == len(rest) - 1) for seq, rest in zip(seqs, rests) for k, t in enumerate(rest)]
-        logits = self._decode(c, entries)
-        clock = _tick(timings, "prefill_seconds", clock)
-
-        rng = np.random.default_rng(seed)
-        checker = StopChecker(self.tokenizer, gen.stop_strings)
-        outputs: dict[int, list[int]] = {seq: [] for seq in seqs}
-        positions = {seq: p + len(rest) for seq, rest in zip(seqs, rests)}
-        active = list(seqs)
-        try:
-            for step_no in range(gen.max_new_tokens):
-                step = []
-                for seq in active:
-                    token = sample_token(logits[seq], gen, rng)
-                    outputs[seq].append(token)
-                    if not checker.finished(outputs[seq]):
-                        step.append((token, positions[seq], seq, True))
-                        positions[seq] += 1
-                active = [seq for _, _, seq, _ in step]
-                if not active or step_no + 1 == gen.max_new_tokens:
-                    break
-                logits = self._decode(c, step)
+        try:  # whatever happens, the rows leave the cache: the next batch must not see them
+            for seq in seqs:
+                self.llama.llama_memory_seq_cp(memory, PREFIX_SEQ, seq, -1, -1)  # all it holds: the prefix
+            entries = [(t, p + k, seq, k == len(rest) - 1) for seq, rest in zip(seqs, rests)
+                       for k, t in enumerate(rest)]
+            logits = self._decode(c, entries)
+            clock = _tick(timings, "prefill_seconds", clock)
+            outputs = self._decode_rows(c, logits, {seq: p + len(rest) for seq, rest in zip(seqs, rests)}, gen, seed)
         finally:
             for seq in seqs:
                 self.llama.llama_memory_seq_rm(memory, seq, -1, -1)
         _tick(timings, "decode_seconds", clock)
-        new_ids = [ids[:-1] if ids and ids[-1] in checker.eos else ids for ids in outputs.values()]
-        return to_answers(self.tokenizer, new_ids, gen, (time.perf_counter() - start) / len(rests))
+        return to_answers(self.tokenizer, outputs, gen, (time.perf_counter() - start) / len(rests))
 
     def close(self) -> None:
         if self._context is not None:
