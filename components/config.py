@@ -139,7 +139,8 @@ class PromptConfig:
 class GenerationConfig:
     backend: str = _f("hf", "who decodes: hf (transformers, the reference: the same figures on every machine), "
                             "llama_cpp (a GGUF model on CPU, pip install '.[cpu]'), vllm (CUDA, pip install "
-                            "'.[vllm]'), auto (the fastest one installed here; results record which ran)")
+                            "'.[vllm]'), auto (vllm on CUDA, else llama_cpp for a GGUF, where installed; else hf; "
+                            "results record which ran)")
     llama_cpp_weights: str = _f("as_is", "llama_cpp only: as_is runs the GGUF as given; q8_0 / f32 run a copy "
                                          "converted once into the cache: f32 holds exactly the weights hf runs "
                                          "(the same answers), q8_0 has fast CPU kernels where the file's type "
