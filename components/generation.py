@@ -68,6 +68,17 @@ def common_prefix_length(token_lists: Sequence[Sequence[int]]) -> int:
     return n
 
 
+def shared_prefix(prompt_ids: Sequence[Sequence[int]]) -> list[int]:
+    """The head every prompt shares (chat template + instruction), computed once per run by a backend."""
+    return list(prompt_ids[0][: common_prefix_length(prompt_ids)]) if prompt_ids else []
+
+
+def all_start_with(prompt_ids: Sequence[Sequence[int]], prefix: Sequence[int]) -> bool:
+    """Whether a batch can reuse `prefix`: every prompt starts with it."""
+    prefix = list(prefix)
+    return all(list(ids[: len(prefix)]) == prefix for ids in prompt_ids)
+
+
 class StopChecker:
     """Decides when a row's answer has ended: EOS, or a stop string in its decoded tail."""
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol, Sequence
 
 from components.config import GenerationConfig, ModelConfig
 from components.errors import UserError
-from components.generation import Generated, common_prefix_length, plan_batches, to_answers
+from components.generation import Generated, all_start_with, plan_batches, shared_prefix, to_answers
 from components.models import LoadedModel, gguf_path, gguf_tokenizer, load_model, resolve_device, resolve_weights
 from components.outputs import cache_root
 
@@ -61,15 +61,14 @@ class HFGenerator:
         """Prefill the head every prompt shares (chat template + instruction) once for the whole run."""
         from components.decoding import build_prefix_cache
 
-        shared = list(prompt_ids[0][: common_prefix_length(prompt_ids)]) if prompt_ids else []
-        self.prefix = build_prefix_cache(self.lm.model, shared, self.lm.device)
+        self.prefix = build_prefix_cache(self.lm.model, shared_prefix(prompt_ids), self.lm.device)
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], gen: GenerationConfig, seed: int = 0,
                  timings: dict | None = None) -> list[Generated]:
         from components.decoding import decode
 
         p = self.prefix
-        usable = p is not None and all(list(ids[: len(p.ids)]) == p.ids for ids in prompt_ids)
+        usable = p is not None and all_start_with(prompt_ids, p.ids)
         start = time.perf_counter()
         outputs = decode(self.lm.model, self.lm.tokenizer, prompt_ids, gen, self.lm.device,
                          prefix=p if usable else None, seed=seed, timings=timings)

@@ -23,7 +23,8 @@ import numpy as np
 
 from components.config import GenerationConfig
 from components.errors import UserError
-from components.generation import Generated, StopChecker, common_prefix_length, to_answers
+from components.generation import Generated, StopChecker, all_start_with, shared_prefix, to_answers
+from components.models import gguf_cache_key
 
 PREFIX_SEQ = 0  # the shared head's sequence; batch rows are sequences 1..n
 CTX_STEP = 1024  # context sizes are rounded up to this, so a run re-creates its context rarely
@@ -48,8 +49,7 @@ def converted_gguf(gguf: Path, weights: str, cache_dir: Path) -> Path:
     (it dequantises the same way); q8_0 rounds them on a 16x finer grid and has fast CPU kernels."""
     if weights == "as_is":
         return gguf
-    stat = gguf.stat()
-    target = cache_dir / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}.{weights}.gguf"
+    target = cache_dir / f"{gguf.stem}-{gguf_cache_key(gguf)}.{weights}.gguf"
     if target.is_file():
         return target
     llama = import_llama_cpp()
@@ -122,7 +122,7 @@ class LlamaCppGenerator:
         self._context: _Context | None = None
 
     def prepare(self, prompt_ids: Sequence[Sequence[int]]) -> None:
-        self.prefix = list(prompt_ids[0][: common_prefix_length(prompt_ids)]) if prompt_ids else []
+        self.prefix = shared_prefix(prompt_ids)
 
     def _ensure_context(self, rows: int, tokens: int) -> _Context:
         """A context with room for `rows` sequences and `tokens` KV cells (re-created only to grow)."""
@@ -206,7 +206,7 @@ class LlamaCppGenerator:
     def generate(self, prompt_ids: Sequence[Sequence[int]], gen: GenerationConfig, seed: int = 0,
                  timings: dict | None = None) -> list[Generated]:
         start = clock = time.perf_counter()
-        prefix = self.prefix if all(list(ids[: len(self.prefix)]) == self.prefix for ids in prompt_ids) else []
+        prefix = self.prefix if all_start_with(prompt_ids, self.prefix) else []
         p = len(prefix)
         rests = [list(ids[p:]) for ids in prompt_ids]
         c = self._ensure_context(len(rests), p + sum(len(r) + gen.max_new_tokens for r in rests))

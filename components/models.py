@@ -87,14 +87,15 @@ def _check_local_checkpoint(cfg: ModelConfig) -> None:
         raise UserError(f"model.path: the local folder {folder} holds {held}")
 
 
-def _cache_key(gguf: Path) -> str:
+def gguf_cache_key(gguf: Path) -> str:
+    """Names what is derived from `gguf` in the cache: changes when the file (path, size, time) does."""
     stat = gguf.stat()
     return hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
 
 
 def converted_checkpoint(gguf: Path) -> Path:
     """A plain HF checkpoint converted from `gguf`, created on first use (atomic rename into the cache)."""
-    target = cache_root() / "models" / f"{gguf.stem}-{_cache_key(gguf)}"
+    target = cache_root() / "models" / f"{gguf.stem}-{gguf_cache_key(gguf)}"
     if (target / "config.json").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -138,7 +139,7 @@ def gguf_tokenizer(gguf: Path):
     loads as such: without AutoTokenizer's config lookup, which imports torch (1.5 s a process)."""
     from transformers.tokenization_utils_tokenizers import TokenizersBackend
 
-    target = cache_root() / "tokenizers" / f"{gguf.stem}-{_cache_key(gguf)}"
+    target = cache_root() / "tokenizers" / f"{gguf.stem}-{gguf_cache_key(gguf)}"
     if not (target / "tokenizer.json").is_file():
         from transformers import AutoTokenizer
 
