@@ -33,9 +33,9 @@ WORKLOADS = {"no_context": (DATA / "NQ-open.dev.jsonl", 64), "oracle_context": (
 MESSAGES = r'''
 import json, sys, time
 from pathlib import Path
-from components.config import PromptConfig
-from components.prompts import user_message
-from components.readers import detect_format, read_records
+from components.core.config import PromptConfig
+from components.stages.prompts import user_message
+from components.data.readers import detect_format, read_records
 data, n, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 records = [r for _, r in zip(range(n), read_records(data, detect_format(data)))]
 def gold(r):
@@ -46,8 +46,8 @@ messages = [user_message(r.question.question, gold(r), PromptConfig()) for r in 
 NAIVE_LOOP = r'''
 start = time.perf_counter()
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from components.config import ModelConfig
-from components.models import packaged_gguf_path
+from components.core.config import ModelConfig
+from components.backends.models import packaged_gguf_path
 gguf = packaged_gguf_path(ModelConfig())
 tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
 model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -64,8 +64,8 @@ SIMPLE_LLAMA_CPP = r'''
 start = time.perf_counter()
 import os
 from llama_cpp import Llama
-from components.config import ModelConfig
-from components.models import packaged_gguf_path
+from components.core.config import ModelConfig
+from components.backends.models import packaged_gguf_path
 llm = Llama(str(packaged_gguf_path(ModelConfig())), n_ctx=4096, n_threads=len(os.sched_getaffinity(0)),
             verbose=False)
 out = []
@@ -119,8 +119,8 @@ def main() -> int:
     except ImportError:
         has_llama = False
     specs = [s for s in args.backends.split(",") if has_llama or not s.startswith("llama_cpp")]
-    from components.metrics import token_recall
-    from components.readers import detect_format, read_records
+    from components.analysis.metrics import token_recall
+    from components.data.readers import detect_format, read_records
 
     golds = [r.question.answers for _, r in zip(range(n), read_records(data, detect_format(data)))]
     rows: list[tuple[str, float, float]] = []  # name, seconds, token recall

@@ -6,11 +6,11 @@ Run: .venv/bin/python bench/bench_finetune.py [--steps 12] [--mode no_context|or
 All three arms train the embedded SmolLM2-135M with the project's LoRA (r=16, alpha 32, dropout 0.05,
 all-linear), batch 8, the same number of steps, seed, learning-rate schedule and batch order (the
 Trainer's length-grouped sampler with the same data seed), on the same encoded examples
-(`components.finetune.training_examples` over the NQ oracle file ingested into a temp dir). Only the
+(`components.stages.finetune.training_examples` over the NQ oracle file ingested into a temp dir). Only the
 way a batch is built differs:
   (a) seed-004 way: every example padded to max_length (256), HF DataCollatorForSeq2Seq(padding="max_length");
   (b) HF dynamic padding (DataCollatorForSeq2Seq(padding=True)) + group_by_length;
-  (c) ours: `components.finetune.run_finetune`, exactly as the stage runs it (eval and checkpoints at
+  (c) ours: `components.stages.finetune.run_finetune`, exactly as the stage runs it (eval and checkpoints at
       step 20 included; their time is not training time and is left out of every arm's rate).
 Each arm runs in its own process (clean peak memory). Throughput = non-padding example tokens / seconds
 of the training steps (on_step_begin..on_step_end), step 1 left out as warm-up. MFU = 4 * N * tokens/s
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "nq_open" / "nq-open-oracle.jsonl.gz"
 ARMS = {"a": "(a) pad to max_length (seed-004)", "b": "(b) HF dynamic pad + group_by_length",
-        "c": "(c) ours: components.finetune"}
+        "c": "(c) ours: components.stages.finetune"}
 GOALS = {"a": 5.0, "b": 1.3}  # ours >= 5x (a), >= 1.3x (b)
 LOSS_TOLERANCE = 0.02
 LOGGING_STEPS = 4  # the loss compared is the one logged at the last step: the mean of its last 4 steps
@@ -65,11 +65,11 @@ def run_arm(arm: str, ingest_dir: Path, steps: int, mode: str, out_dir: Path) ->
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback
 
-    from components.collators import IGNORE_INDEX
-    from components.finetune import (build_lora_model, run_finetune, training_arguments,
+    from components.stages.collators import IGNORE_INDEX
+    from components.stages.finetune import (build_lora_model, run_finetune, training_arguments,
                                      training_examples)
-    from components.memory import cpu_peak_mb
-    from components.overrides import build_config
+    from components.core.memory import cpu_peak_mb
+    from components.core.overrides import build_config
 
     timings: list[tuple[float, int]] = []
     extra: dict = {}
@@ -141,8 +141,8 @@ def main() -> int:
         print(f"skipped: {args.data} not found")
         return 0
 
-    from components.config import DatasetConfig
-    from components.ingest import run_ingest
+    from components.core.config import DatasetConfig
+    from components.stages.ingest import run_ingest
 
     wall = time.perf_counter()
     print(f"LoRA fine-tune speed, {args.mode}, SmolLM2-135M (embedded), r=16 all-linear, batch 8, "

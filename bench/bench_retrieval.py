@@ -1,6 +1,6 @@
 """Retrieval benchmark on the NQ-open oracle corpus (2,655 questions, 2,600 distinct gold passages).
 
-Measures, on the same queries and the same tokens (components.retrieval.bm25_tokenize, or bm25s.tokenize for
+Measures, on the same queries and the same tokens (components.data.retrieval.bm25_tokenize, or bm25s.tokenize for
 bm25s's own paths, which gives the same tokens):
 - BM25 index build seconds and queries/s: the project's BM25Retriever (bm25s index, hand-written batched sparse
   scoring), bm25s's own BM25.retrieve with its numpy backend and, when numba is installed, its numba backend
@@ -9,7 +9,7 @@ bm25s's own paths, which gives the same tokens):
   lands; an eval process searches one batch, so that is what it pays), ratios, and top-k agreement;
 - dense: passages/s of the index build (embedding the corpus), query encode q/s, FAISS IndexFlatIP q/s;
 - hybrid: q/s and hit@k of the fused search;
-- index bytes per passage on disk (components.retrieval.build_index) for bm25, dense and hybrid;
+- index bytes per passage on disk (components.data.retrieval.build_index) for bm25, dense and hybrid;
 - gold hit@k of each.
 
 Run from the repository root:
@@ -28,10 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from components import retrieval  # noqa: E402
-from components.config import RetrieverConfig  # noqa: E402
-from components.readers import read_lost_in_middle  # noqa: E402
-from components.schema import Passage, Question  # noqa: E402
+from components.data import retrieval  # noqa: E402
+from components.core.config import RetrieverConfig  # noqa: E402
+from components.data.readers import read_lost_in_middle  # noqa: E402
+from components.data.schema import Passage, Question  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nq_open" / "nq-open-oracle.jsonl.gz"
 Ranked = list[list[str]]

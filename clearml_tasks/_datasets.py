@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from components.config import AppConfig
-from components.errors import UserError
+from components.core.config import AppConfig
+from components.core.errors import UserError
 
 SCHEME = "clearml://"
 DATASET_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -82,8 +82,8 @@ def register_dataset(path: str, name: str, project: str, version: str | None = N
     _require_server("registering a dataset")
     from clearml import Dataset
 
-    from components.config import DatasetConfig
-    from components.sources import resolve_source
+    from components.core.config import DatasetConfig
+    from components.data.sources import resolve_source
 
     local = resolve_source(DatasetConfig(path=path))
     try:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from clearml_tasks.stages import STAGES
-from components.config import AppConfig
-from components.errors import UserError
-from components.fileio import read_json
+from components.core.config import AppConfig
+from components.core.errors import UserError
+from components.core.fileio import read_json
 
 CONFIG_FILE = "config.json"  # the resolved config each stage writes into its output folder
 OUTPUT_ARTIFACT = "output"  # every stage uploads its output folder under this name; children fetch it

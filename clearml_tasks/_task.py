@@ -18,11 +18,11 @@ from clearml_tasks._inputs import (CONFIG_FILE, OUTPUT_ARTIFACT, resolve_adapter
 from clearml_tasks._tracker import NullTracker, make_tracker
 from clearml_tasks._tracking import resolve_tracking
 from clearml_tasks.stages import STAGES
-from components.config import AppConfig
-from components.errors import UserError, run_guarded
-from components.fileio import write_json
-from components.outputs import STEP_MANIFEST
-from components.overrides import apply_flat, build_config
+from components.core.config import AppConfig
+from components.core.errors import UserError, run_guarded
+from components.core.fileio import write_json
+from components.core.outputs import STEP_MANIFEST
+from components.core.overrides import apply_flat, build_config
 
 StageBody = Callable[[AppConfig, dict, Path, NullTracker], dict]
 

@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from components.formatting import format_results, numeric_metrics
+from components.core.formatting import format_results, numeric_metrics
 
 
 class NullTracker:

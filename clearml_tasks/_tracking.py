@@ -14,9 +14,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from components.errors import UserError
-from components.fileio import write_text
-from components.outputs import cache_root
+from components.core.errors import UserError
+from components.core.fileio import write_text
+from components.core.outputs import cache_root
 
 PING_TIMEOUT_SECONDS = 5.0
 # Offline close() waits ~11 s for the reporting subprocess unless this is set in a config *file*.

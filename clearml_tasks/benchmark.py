@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from components.benchmark import BENCHMARK_FILE, PREDICTION_FILES, REPORT_FILE, run_benchmark
-from components.config import AppConfig
+from components.stages.benchmark import BENCHMARK_FILE, PREDICTION_FILES, REPORT_FILE, run_benchmark
+from components.core.config import AppConfig
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from components.config import AppConfig
-from components.eval import MEMORY_FILE, PREDICTIONS_FILE, run_eval
-from components.outputs import RESULTS_FILE
+from components.core.config import AppConfig
+from components.core.outputs import MEMORY_FILE, PREDICTIONS_FILE
+from components.stages.eval import run_eval
+from components.core.outputs import RESULTS_FILE
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from components.config import AppConfig
-from components.finetune import TRAINER_STATE_FILE, run_finetune
-from components.outputs import ADAPTER_DIR, RESULTS_FILE
+from components.core.config import AppConfig
+from components.stages.finetune import TRAINER_STATE_FILE, run_finetune
+from components.core.outputs import ADAPTER_DIR, RESULTS_FILE
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from components.config import AppConfig
-from components.index import run_index
+from components.core.config import AppConfig
+from components.stages.index import run_index
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
 

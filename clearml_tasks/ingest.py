@@ -12,11 +12,11 @@ from pathlib import Path
 from clearml_tasks._datasets import publish_ingested, resolve_dataset
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
-from components.config import AppConfig
-from components.fileio import write_json
-from components.ingest import run_ingest
-from components.schema import INGEST_MANIFEST
-from components.sources import display_source
+from components.core.config import AppConfig
+from components.core.fileio import write_json
+from components.stages.ingest import run_ingest
+from components.data.schema import INGEST_MANIFEST
+from components.data.sources import display_source
 
 STAGE = "ingest"
 

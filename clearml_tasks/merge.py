@@ -11,9 +11,9 @@ from pathlib import Path
 
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
-from components.config import AppConfig
+from components.core.config import AppConfig
 from clearml_tasks.eval import report_eval
-from components.merge import merge_shards
+from components.stages.merge import merge_shards
 
 STAGE = "merge"
 

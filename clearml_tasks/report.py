@@ -13,8 +13,8 @@ from pathlib import Path
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
 from clearml_tasks.stages import STAGES
-from components.config import AppConfig
-from components.report import build_leaderboard, load_entry, write_leaderboard
+from components.core.config import AppConfig
+from components.stages.report import build_leaderboard, load_entry, write_leaderboard
 
 STAGE = "report"
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from components.config import AppConfig
-from components.metrics import BENCHMARK_QUALITY_METRICS, QA_METRICS
-from components.outputs import CHECKPOINT_DIR
+from components.core.config import AppConfig
+from components.analysis.metrics import BENCHMARK_QUALITY_METRICS, QA_METRICS
+from components.core.outputs import CHECKPOINT_DIR
 
 
 def _retrieval(cfg: AppConfig) -> bool:
@@ -94,7 +94,7 @@ STAGE_NAMES: tuple[str, ...] = tuple(STAGES)
 
 
 def stage(name: str) -> Stage:
-    from components.errors import UserError, did_you_mean
+    from components.core.errors import UserError, did_you_mean
 
     if name not in STAGES:
         raise UserError(f"unknown stage {name!r}{did_you_mean(name, STAGES)}; stages: {', '.join(STAGES)}")

@@ -17,7 +17,7 @@ import sys
 from typing import Callable
 
 from clearml_tasks.stages import STAGE_NAMES, STAGES
-from components.errors import run_guarded
+from components.core.errors import run_guarded
 
 SUMMARY_COLUMNS = ["step", "status", "seconds", "num_examples", "token_recall", "legacy_token_recall", "token_f1",
                    "exact_match", "gold_hit@5", "train_loss_first", "train_loss_last", "token_f1_base",
@@ -32,15 +32,15 @@ def _tracking(args) -> str:
 
 def saved_config(args):
     """The config saved at `--config`, or None for the defaults."""
-    from components.config import AppConfig
-    from components.fileio import read_json
+    from components.core.config import AppConfig
+    from components.core.fileio import read_json
 
     return AppConfig.from_dict(read_json(args.config)) if getattr(args, "config", None) else None
 
 
 def load_config(args):
     """The saved config of `--config` (or the defaults), with the command line's overrides on top."""
-    from components.overrides import build_config
+    from components.core.overrides import build_config
 
     return build_config(args.overrides, base=saved_config(args))
 
@@ -52,8 +52,8 @@ def _summary_rows(outcomes) -> list[dict]:
 def _print_and_save_summary(cfg, outcomes) -> None:
     from pathlib import Path
 
-    from components.fileio import write_json, write_text
-    from components.formatting import format_table
+    from components.core.fileio import write_json, write_text
+    from components.core.formatting import format_table
 
     rows = _summary_rows(outcomes)
     table = format_table(rows, [c for c in SUMMARY_COLUMNS if any(c in r for r in rows)])
@@ -109,7 +109,7 @@ def cmd_stage(stage: str):
 
 
 def cmd_config(args) -> int:
-    from components.config import describe_config
+    from components.core.config import describe_config
 
     if args.section and "=" in args.section:  # `slm config a.b=c`: an override, not a section
         args.overrides, args.section = [args.section, *args.overrides], None

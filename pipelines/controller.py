@@ -20,9 +20,9 @@ import json
 import sys
 from typing import Any, Callable
 
-from components.config import AppConfig
-from components.errors import UserError
-from components.overrides import apply_flat, changed_fields
+from components.core.config import AppConfig
+from components.core.errors import UserError
+from components.core.overrides import apply_flat, changed_fields
 from clearml_tasks.stages import STAGES
 from pipelines.dag import StepSpec, build_dag, referenced_steps, step_config, validate_dag
 from pipelines.grid import Grid
@@ -40,7 +40,7 @@ DEFAULT_RETRIES = 1
 PIPELINE_PARAMETERS: dict[str, tuple[str, str]] = {
     "model_name": ("model.name", "model label in results (a preset name, e.g. qwen_0.6b)"),
     "model_path": ("model.path", "hub id or local folder; empty = the packaged GGUF"),
-    # The packaged GGUF's file name is ignored for a hub id or a plain checkpoint folder (components.models).
+    # The packaged GGUF's file name is ignored for a hub id or a plain checkpoint folder (components.backends.models).
     "model_gguf_file": ("model.gguf_file", "GGUF file inside model_path, used where that file exists"),
     "dataset_path": ("dataset.path", "local file, s3://bucket/key, hf:<name> or builtin:demo"),
     "max_samples": ("experiment.max_samples", "questions per eval, in file order; 0 = all"),

@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass, field
 
 from clearml_tasks.stages import STAGE_NAMES, STAGES, upstream
-from components.config import AppConfig
-from components.overrides import apply_flat
+from components.core.config import AppConfig
+from components.core.overrides import apply_flat
 from pipelines.grid import Grid
 
 REF = re.compile(r"\$\{([^}.]+)\.[^}]*\}")  # ${step.id}, ${step.models.output.-1.id}; not ${pipeline.x}

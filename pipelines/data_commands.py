@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from components.storage import download_s3, list_s3, upload_s3
+from components.data.storage import download_s3, list_s3, upload_s3
 
 URI_HELP = "s3://bucket/key (endpoint from AWS_ENDPOINT_URL or clearml.conf) or s3://host:port/bucket/key"
 

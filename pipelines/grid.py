@@ -9,10 +9,10 @@ import re
 import typing
 from dataclasses import dataclass, field
 
-from components.config import AppConfig, field_types, section_types
-from components.errors import UserError
-from components.overrides import build_config, parse_overrides
-from components.presets import GROUPS
+from components.core.config import AppConfig, field_types, section_types
+from components.core.errors import UserError
+from components.core.overrides import build_config, parse_overrides
+from components.core.presets import GROUPS
 
 
 @dataclass(frozen=True)

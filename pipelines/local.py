@@ -17,11 +17,11 @@ from typing import Callable
 
 from clearml_tasks._task import run_stage
 from clearml_tasks.stages import STAGES
-from components.config import AppConfig
-from components.errors import UserError
-from components.fileio import read_json, write_json
-from components.outputs import STEP_MANIFEST
-from components.overrides import apply_flat
+from components.core.config import AppConfig
+from components.core.errors import UserError
+from components.core.fileio import read_json, write_json
+from components.core.outputs import STEP_MANIFEST
+from components.core.overrides import apply_flat
 from pipelines.dag import MODEL_REF, StepSpec, referenced_steps, step_config, validate_dag
 
 

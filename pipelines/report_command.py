@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from components.errors import UserError
+from components.core.errors import UserError
 
 
 def _clearml_eval_folders(args: argparse.Namespace) -> list[Path]:
@@ -38,7 +38,7 @@ def _clearml_eval_folders(args: argparse.Namespace) -> list[Path]:
 def cmd_report(args: argparse.Namespace) -> int:
     from clearml_tasks._tracker import NullTracker
     from clearml_tasks.report import report
-    from components.report import FILES, find_evals
+    from components.stages.report import FILES, find_evals
 
     if args.folders and (args.project or args.pipeline or args.tag):
         raise UserError("give output folders or --project/--tag/--pipeline, not both")
@@ -58,7 +58,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from components.report import QUALITY
+    from components.stages.report import QUALITY
 
     p = subparsers.add_parser("report", help="leaderboard of finished evals (folders or ClearML tasks)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -13,8 +13,8 @@ import argparse
 import json
 from dataclasses import asdict, dataclass
 
-from components.config import AppConfig
-from components.errors import UserError
+from components.core.config import AppConfig
+from components.core.errors import UserError
 
 DEFAULT_SWEEP_PROJECT = f"{AppConfig().clearml.project}/sweeps"
 
@@ -37,7 +37,7 @@ def cmd_templates_register(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline_start(args: argparse.Namespace) -> int:
-    from components.overrides import build_config
+    from components.core.overrides import build_config
     from pipelines.controller import build_plan, describe_plan, start_pipeline
     from pipelines.grid import parse_grid
 

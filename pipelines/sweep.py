@@ -21,10 +21,10 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from components.config import AppConfig, coerce_value, field_types, section_types
-from components.errors import UserError, did_you_mean
-from components.overrides import apply_flat
-from components.formatting import format_table
+from components.core.config import AppConfig, coerce_value, field_types, section_types
+from components.core.errors import UserError, did_you_mean
+from components.core.overrides import apply_flat
+from components.core.formatting import format_table
 from clearml_tasks.stages import STAGES
 
 PARAM_KINDS = ("int", "uniform", "loguniform", "choice", "fixed")

@@ -8,7 +8,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 
-from components.errors import UserError, run_guarded
+from components.core.errors import UserError, run_guarded
 from pipelines.sweep import build_optimizer, format_summary, parse_space, summarize_sweep
 
 SWEEP_ENTRY = "pipelines/sweep_runner.py"

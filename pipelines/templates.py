@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from components.config import AppConfig, field_help
-from components.errors import UserError
+from components.core.config import AppConfig, field_help
+from components.core.errors import UserError
 from clearml_tasks.stages import STAGES
 
 TEMPLATE_TAG = "template"

@@ -92,8 +92,8 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def demo_ingest_dir(tmp_path_factory) -> Path:
     """The built-in demo dataset (42 questions, 66 passages), ingested once per session."""
-    from components.config import DatasetConfig
-    from components.ingest import run_ingest
+    from components.core.config import DatasetConfig
+    from components.stages.ingest import run_ingest
 
     out = tmp_path_factory.mktemp("demo_ingest")
     run_ingest(DatasetConfig(), out)
@@ -103,8 +103,8 @@ def demo_ingest_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_index_dir(tmp_path_factory, demo_ingest_dir) -> Path:
     """A BM25 index (default retriever config) over the demo passages, built once per session."""
-    from components.config import RetrieverConfig
-    from components.index import run_index
+    from components.core.config import RetrieverConfig
+    from components.stages.index import run_index
 
     out = tmp_path_factory.mktemp("demo_index")
     run_index(RetrieverConfig(), demo_ingest_dir, out)

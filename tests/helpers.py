@@ -1,6 +1,6 @@
 """What tests share besides fixtures: paths, and a fake generator for fast eval/benchmark tests.
 
-`FakeGenerator` implements `components.generators.Generator` with no model (the pattern of lm-eval's
+`FakeGenerator` implements `components.backends.base.Generator` with no model (the pattern of lm-eval's
 dummy model): a tokenizer that maps words to ids reversibly and has no chat template, and answers that
 are a fixed function of the prompt text, so a run's predictions are deterministic and known.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from components.generation import Generated
+from components.backends.generation import Generated
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
@@ -28,7 +28,7 @@ SLM = ROOT / ".venv" / "bin" / "slm"
 
 class FakeTokenizer:
     """Whitespace tokens with ids assigned on first sight (reversible); no chat template, so prompts are
-    the bare message + "\\nAnswer:" (components.prompts.render_prompt)."""
+    the bare message + "\\nAnswer:" (components.stages.prompts.render_prompt)."""
 
     chat_template = None
     pad_token_id = 0

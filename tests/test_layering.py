@@ -1,5 +1,7 @@
 """Imports only run downward, components <- clearml_tasks <- pipelines, and no module of the three
-imports itself through others (an import cycle). Read from the source, nothing is imported."""
+imports itself through others (an import cycle). Inside components/ the sub-packages have their own order,
+core <- data, backends, analysis <- stages, and no stage module imports another stage. Read from the
+source, nothing is imported."""
 from __future__ import annotations
 
 import ast
@@ -9,6 +11,11 @@ from pathlib import Path
 from helpers import ROOT
 
 LAYERS = ("components", "clearml_tasks", "pipelines")
+# components/ sub-packages by rank: a module imports its own sub-package and core; stages import anything below.
+SUBPACKAGES = {"core": 0, "data": 1, "backends": 1, "analysis": 1, "stages": 2}
+# Plain data that core reads: the backend registry names each backend as a "module:Class" string and imports
+# only core, so core.config can list generation.backend's choices without importing a backend.
+CORE_LEVEL = {"components.backends.registry"}
 
 
 def project_modules() -> dict[str, Path]:
@@ -53,6 +60,47 @@ def test_no_import_cycles():
 
 def test_the_check_sees_real_edges():
     graph = import_graph()
-    assert "components.config" in graph["components.overrides"]
+    assert "components.core.config" in graph["components.core.overrides"]
+    assert "components.analysis.qa_summary" in graph["components.stages.merge"]
     assert "clearml_tasks.stages" in graph["pipelines.dag"]
     assert len(graph) > 40
+
+
+def subpackage(module: str) -> str:
+    return "core" if module in CORE_LEVEL else module.split(".")[1]
+
+
+def component_edges() -> list[tuple[str, str]]:
+    graph = import_graph()
+    return [(a, b) for a, targets in graph.items() if a.startswith("components.") and a.count(".") > 1
+            for b in targets if b.count(".") > 1]
+
+
+def allowed(a: str, b: str) -> bool:
+    sa, sb = subpackage(a), subpackage(b)
+    return sa == sb or SUBPACKAGES[sb] == 0 or SUBPACKAGES[sb] < SUBPACKAGES[sa]
+
+
+def test_components_are_in_subpackages_and_every_one_is_ranked():
+    flat = [p.name for p in (ROOT / "components").glob("*.py") if p.name != "__init__.py"]
+    assert flat == []
+    found = {p.name for p in (ROOT / "components").iterdir() if (p / "__init__.py").is_file()}
+    assert found == set(SUBPACKAGES)
+
+
+def test_subpackages_import_only_their_own_and_lower_ones():
+    assert sorted((a, b) for a, b in component_edges() if not allowed(a, b)) == []
+
+
+def test_no_stage_module_imports_another_stage():
+    from clearml_tasks.stages import STAGE_NAMES
+
+    stage_modules = {f"components.stages.{name}" for name in STAGE_NAMES}
+    assert sorted((a, b) for a, b in component_edges() if a in stage_modules and b in stage_modules) == []
+
+
+def test_the_subpackage_rule_sees_a_back_edge():
+    assert not allowed("components.core.config", "components.data.schema")
+    assert not allowed("components.data.readers", "components.backends.models"), "siblings stay apart"
+    assert allowed("components.stages.eval", "components.backends.base")
+    assert allowed("components.core.config", "components.backends.registry")

@@ -6,11 +6,11 @@ import pytest
 
 from clearml_tasks._datasets import parse_ref, register_dataset, resolve_dataset
 from clearml_tasks._tracking import resolve_tracking
-from components.config import DatasetConfig
-from components.errors import UserError
-from components.ingest import run_ingest
-from components.overrides import build_config
-from components.sources import resolve_source
+from components.core.config import DatasetConfig
+from components.core.errors import UserError
+from components.stages.ingest import run_ingest
+from components.core.overrides import build_config
+from components.data.sources import resolve_source
 
 
 @pytest.mark.parametrize("path, expected", [

@@ -7,16 +7,16 @@ import importlib
 import pytest
 
 from clearml_tasks.stages import STAGE_NAMES, STAGES, stage, upstream
-from components.config import AppConfig, section_types
-from components.errors import UserError
-from components.overrides import build_config
+from components.core.config import AppConfig, section_types
+from components.core.errors import UserError
+from components.core.overrides import build_config
 from helpers import ROOT
 
 
 @pytest.mark.parametrize("name", STAGE_NAMES)
 def test_one_name_per_stage_reaches_its_files(name):
     spec = STAGES[name]
-    assert (ROOT / "components" / f"{name}.py").is_file()
+    assert (ROOT / "components" / "stages" / f"{name}.py").is_file()
     assert (ROOT / spec.script).is_file() and spec.script == f"clearml_tasks/{name}.py"
     entry = importlib.import_module(spec.entry_module)
     assert callable(entry.body) and entry.STAGE == name

@@ -12,9 +12,9 @@ import pytest
 import clearml_tasks._task as task_glue
 from clearml_tasks._inputs import resolve_input, with_parent_sections
 from clearml_tasks._tracker import FRAMEWORK_HOOKS, ClearMLTracker, NullTracker
-from components.errors import UserError
-from components.fileio import write_json
-from components.overrides import build_config
+from components.core.errors import UserError
+from components.core.fileio import write_json
+from components.core.overrides import build_config
 
 
 class Recorder(NullTracker):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from clearml_tasks._tracking import resolve_tracking
-from components.errors import UserError
+from components.core.errors import UserError
 
 
 def _closed_port() -> int:

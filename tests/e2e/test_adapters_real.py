@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from clearml_tasks._tracking import resolve_tracking
-from components.errors import UserError
-from components.fileio import read_json, read_jsonl
-from components.overrides import build_config
+from components.core.errors import UserError
+from components.core.fileio import read_json, read_jsonl
+from components.core.overrides import build_config
 from pipelines.dag import build_dag
 from pipelines.local import run_local
 
@@ -61,7 +61,7 @@ def test_the_tuned_eval_answers_differently_and_as_the_benchmark_tuned_arm(run):
 
 def test_an_adapter_that_is_no_folder_needs_a_server(tmp_path):
     from clearml_tasks._inputs import resolve_adapter
-    from components.generators import load_generator
+    from components.backends.base import load_generator
 
     resolve_tracking("offline")
     with pytest.raises(UserError, match="a ClearML model id needs a server"):

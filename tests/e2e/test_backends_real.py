@@ -15,12 +15,13 @@ import subprocess
 
 import pytest
 
-from components.config import GenerationConfig
-from components.eval import PREDICTIONS_FILE, run_eval
-from components.fileio import read_jsonl
-from components.generators import load_generator, shared_generator
-from components.overrides import build_config
-from components.stage_inputs import build_contexts, render_prompts, select_questions
+from components.core.config import GenerationConfig
+from components.core.outputs import PREDICTIONS_FILE
+from components.stages.eval import run_eval
+from components.core.fileio import read_jsonl
+from components.backends.base import load_generator, shared_generator
+from components.core.overrides import build_config
+from components.stages.stage_inputs import build_contexts, render_prompts, select_questions
 from helpers import ROOT, SLM
 
 pytestmark = pytest.mark.slow

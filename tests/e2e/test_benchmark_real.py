@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from components.benchmark import (BENCHMARK_FILE, PLOT_FILES, PREDICTION_FILES, REPORT_FILE, RESULTS_FILE,
+from components.stages.benchmark import (BENCHMARK_FILE, PLOT_FILES, PREDICTION_FILES, REPORT_FILE, RESULTS_FILE,
                                   run_benchmark)
-from components.config import ModelConfig
-from components.overrides import build_config
+from components.core.config import ModelConfig
+from components.core.overrides import build_config
 from helpers import write_ingest_dir
 
 CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Peru", "Lima")]
@@ -24,7 +24,7 @@ def adapter_dir(tmp_path_factory) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import set_seed
 
-    from components.models import load_model
+    from components.backends.models import load_model
 
     set_seed(0)
     model = get_peft_model(load_model(ModelConfig()).model,

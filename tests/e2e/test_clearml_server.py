@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from components.outputs import cache_root
+from components.core.outputs import cache_root
 from helpers import ROOT, SLM
 
 pytestmark = pytest.mark.clearml_server
@@ -329,7 +329,7 @@ def test_a_stage_failing_locally_is_marked_failed_with_its_reason(server, tmp_pa
 def test_data_and_adapters_live_in_clearml_datasets_and_models(server, templates, agents):
     """slm data register -> a pipeline that ingests it by id, fine-tunes (the adapter a model of the finetune
     task) and evaluates the tuned model, which loads the adapter by its model id."""
-    out = slm(server, "data", "register", str(ROOT / "components" / "demo_data" / "demo.jsonl"), "--name",
+    out = slm(server, "data", "register", str(ROOT / "components" / "data" / "demo_data" / "demo.jsonl"), "--name",
               f"demo-{RUN}", "--project", f"{PROJECT}/datasets", "--version", "1.0")
     assert out.returncode == 0, out.stderr[-3000:]
     dataset_id = re.search(r"^dataset ([0-9a-f]{32}):", out.stdout, re.MULTILINE).group(1)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from components.config import GenerationConfig
-from components.decoding import build_prefix_cache, decode
-from components.generation import common_prefix_length
-from components.overrides import build_config
-from components.prompts import render_prompt, user_message
+from components.core.config import GenerationConfig
+from components.backends.decoding import build_prefix_cache, decode
+from components.backends.generation import common_prefix_length
+from components.core.overrides import build_config
+from components.stages.prompts import render_prompt, user_message
 
 QUESTIONS = ["What is the capital of France?", "Who wrote Romeo and Juliet?", "How many legs does a spider have?",
              "What is the chemical symbol for gold?", "Which planet is known as the red planet?",
@@ -24,7 +24,7 @@ def test_common_prefix_leaves_every_prompt_a_token_of_its_own():
 
 @pytest.fixture(scope="module")
 def prompts_and_model():
-    from components.generators import shared_generator
+    from components.backends.base import shared_generator
 
     cfg = build_config([])
     lm = shared_generator(cfg.model).lm

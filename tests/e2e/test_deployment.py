@@ -319,7 +319,7 @@ def test_conf_example_has_placeholders_only(conf):
 
 
 def test_dockerfile_sets_the_cache_paths(dockerfile_instructions, monkeypatch):
-    from components.outputs import cache_root
+    from components.core.outputs import cache_root
 
     env = _dockerfile_env(dockerfile_instructions)
     assert env.get("HF_HOME") == "/root/.cache/huggingface"

@@ -21,14 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from components.config import MODES
-from components.eval import MEMORY_FILE, PREDICTIONS_FILE, run_eval
-from components.fileio import read_json, read_jsonl
-from components.generators import HFGenerator, shared_generator
-from components.metrics import QA_METRICS
-from components.outputs import RESULTS_FILE
-from components.overrides import build_config
-from components.resume_log import PARTIAL_FILE
+from components.core.config import MODES
+from components.core.outputs import MEMORY_FILE, PREDICTIONS_FILE
+from components.stages.eval import run_eval
+from components.core.fileio import read_json, read_jsonl
+from components.backends.base import shared_generator
+from components.backends.hf import HFGenerator
+from components.analysis.metrics import QA_METRICS
+from components.core.outputs import RESULTS_FILE
+from components.core.overrides import build_config
+from components.stages.resume_log import PARTIAL_FILE
 from helpers import ROOT, SLM
 
 pytestmark = pytest.mark.slow

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from components.collators import IGNORE_INDEX, PaddingCollator
-from components.config import AppConfig, ModelConfig
-from components.errors import UserError
-from components.finetune import TRAINER_STATE_FILE, encode_example, merge_adapter, run_finetune, training_examples
-from components.models import load_model, load_tokenizer, resolve_weights
-from components.overrides import build_config
-from components.outputs import ADAPTER_DIR, CHECKPOINT_DIR, RESULTS_FILE
-from components.schema import Question
-from components.stage_inputs import stage_prompts
+from components.stages.collators import IGNORE_INDEX, PaddingCollator
+from components.core.config import AppConfig, ModelConfig
+from components.core.errors import UserError
+from components.stages.finetune import TRAINER_STATE_FILE, encode_example, merge_adapter, run_finetune, training_examples
+from components.backends.models import load_model, load_tokenizer, resolve_weights
+from components.core.overrides import build_config
+from components.core.outputs import ADAPTER_DIR, CHECKPOINT_DIR, RESULTS_FILE
+from components.data.schema import Question
+from components.stages.stage_inputs import stage_prompts
 from helpers import write_ingest_dir
 
 # A short system message replaces the chat template's 21-token default: shorter examples, faster steps.

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from components.fileio import read_json
+from components.core.fileio import read_json
 from helpers import ROOT, SLM
 
 COMMON = ["experiment.max_samples=12", "generation.batch_size=4", "generation.max_new_tokens=8",

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from components.fileio import read_jsonl
+from components.core.fileio import read_jsonl
 
 from helpers import ROOT as REPO
 SECRET = "s3cr3t-never-printed-7f3a"

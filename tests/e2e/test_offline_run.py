@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from clearml_tasks._tracking import resolve_tracking
-from components.fileio import read_json
-from components.overrides import build_config
+from components.core.fileio import read_json
+from components.core.overrides import build_config
 from clearml_tasks.stages import STAGES
 from pipelines.dag import single_eval_dag
 from pipelines.local import StepOutcome, run_local

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import GenerationConfig
-from components.eval import PREDICTIONS_FILE, run_eval
-from components.fileio import read_jsonl
-from components.generators import load_generator
-from components.overrides import build_config
+from components.core.config import GenerationConfig
+from components.core.outputs import PREDICTIONS_FILE
+from components.stages.eval import run_eval
+from components.core.fileio import read_jsonl
+from components.backends.base import load_generator
+from components.core.overrides import build_config
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 torch = pytest.importorskip("torch")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.fileio import write_json
+from components.core.fileio import write_json
 
 CALLS: list[tuple[str, dict]] = []  # (output folder name, inputs) of every run
 FAIL: set[str] = set()  # output folder names whose run raises

@@ -6,8 +6,8 @@ import json
 import subprocess
 import sys
 
-from components.config import AppConfig
-from components.overrides import build_config
+from components.core.config import AppConfig
+from components.core.overrides import build_config
 from helpers import ROOT, SLM
 from pipelines import cli
 

@@ -12,9 +12,9 @@ import textwrap
 import pytest
 
 from clearml_tasks.stages import STAGES
-from components.config import AppConfig, GenerationConfig, field_types, section_types
-from components.errors import UserError, run_guarded
-from components.overrides import build_config
+from components.core.config import AppConfig, GenerationConfig, field_types, section_types
+from components.core.errors import UserError, run_guarded
+from components.core.overrides import build_config
 from pipelines import server_commands, templates
 from pipelines.controller import (PIPELINE_PARAMETERS, build_controller, build_plan, describe_plan,
                                   samples_without_seed)
@@ -220,8 +220,8 @@ BUILD_OFFLINE = """
 import json, sys
 from clearml import Task
 Task.set_offline(True)
-from components.errors import UserError, run_guarded
-from components.overrides import build_config
+from components.core.errors import UserError, run_guarded
+from components.core.overrides import build_config
 from pipelines.controller import build_controller, build_plan
 from clearml_tasks.stages import STAGES
 from pipelines.templates import register_templates
@@ -262,7 +262,7 @@ ROUND_TRIP = """
 import json, sys
 from clearml import PipelineController, Task
 Task.set_offline(True)
-from components.overrides import build_config
+from components.core.overrides import build_config
 from clearml_tasks.stages import STAGES
 from pipelines.controller import DEFAULT_RETRIES, build_controller, build_plan, controller_class
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.overrides import build_config
+from components.core.overrides import build_config
 from pipelines.dag import StepSpec, build_dag, single_eval_dag, stage_dag, validate_dag
 
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from components.errors import UserError
-from components.overrides import build_config
+from components.core.errors import UserError
+from components.core.overrides import build_config
 from pipelines.controller import build_plan
 from pipelines.dag import build_dag, validate_dag
 from pipelines.grid import parse_grid

@@ -9,10 +9,10 @@ import pytest
 import stub_stage
 from clearml_tasks import stages
 from clearml_tasks.stages import Stage
-from components.errors import UserError
-from components.fileio import read_json
-from components.overrides import build_config
-from components.outputs import STEP_MANIFEST
+from components.core.errors import UserError
+from components.core.fileio import read_json
+from components.core.overrides import build_config
+from components.core.outputs import STEP_MANIFEST
 from pipelines.dag import build_dag
 from pipelines.local import run_local
 

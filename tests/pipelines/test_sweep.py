@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from components.errors import UserError
+from components.core.errors import UserError
 from pipelines import server_commands
 from pipelines.sweep import (STAGE_METRICS, SWEEP_PRESETS, ParamSpec, check_template,
                              format_summary, infer_stage, parse_objective, parse_param, parse_space,
@@ -90,7 +90,7 @@ def test_stage_is_inferred_from_sections_and_objective():
 
 
 def test_benchmark_objectives_are_the_metrics_the_benchmark_reports():
-    from components.benchmark import METRICS, MODELS, QUALITY_METRICS, flat_metrics
+    from components.stages.benchmark import METRICS, MODELS, QUALITY_METRICS, flat_metrics
 
     summary = {which: {m: {"mean": 0.5} for m in METRICS} for which in (*MODELS, "delta")}
     assert set(STAGE_METRICS["benchmark"]) == {f"{m}_{w}" for m in QUALITY_METRICS for w in (*MODELS, "delta")}
@@ -269,7 +269,7 @@ def test_a_remote_sweep_on_its_jobs_queue_is_refused():
 
 
 def test_small_numbers_in_the_summary_keep_their_digits():
-    from components.formatting import format_table
+    from components.core.formatting import format_table
 
     table = format_table([{"rank": 1, "learning_rate": 4.7e-05, "token_recall": 0.51234, "zero": 0.0}],
                          ["rank", "learning_rate", "token_recall", "zero"])

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from components.errors import UserError
+from components.core.errors import UserError
 from pipelines.templates import GitSource, check_stored, is_template, normalize_repo_url
 
 

