@@ -1,24 +1,73 @@
 """The stage registry: what each stage is, written once. The DAG, the local runner, the ClearML tracker,
-template registration, the PipelineController, sweeps and the CLI all read it.
+template registration, the PipelineController, sweeps and the CLI all read it, and none of them names a
+stage: a stage's place in the DAG is declared here as data (its *shape*), never coded into the wiring.
 
-A stage's name is its one word everywhere: `components/<name>.py` (the work), `clearml_tasks/<name>.py`
-(the template entry), the CLI verb `slm <name>`, the DAG node and the ClearML task name. Adding a stage
-= one entry here + its component + its entry file.
+A stage's name is its one word everywhere: `components/stages/<name>.py` (the work),
+`clearml_tasks/<name>.py` (the template entry), the CLI verb `slm <name>`, the DAG node and the ClearML
+task name. Adding a stage = one entry here + its component + its entry file; a stage whose place is not a
+straight line declares its shape:
+- `fan_out`     one step per value of a config list (Airflow's `.expand()`): eval over experiment.modes;
+- `shards`      split into shard steps joined by another stage: eval -> merge;
+- `gathers`     one step over the final step of every variant of another stage (a `.collect()`): report;
+- `after`       extra variants once another stage's step exists, reading the model it registered: the
+                tuned-model evals after finetune;
+- `identity`    what besides its config names its output (ingest: the dataset file's size and mtime);
+- `only_in_run` only in a multi-step run (report); `cli=False`: no `slm <name>` verb (merge).
+What the fleet needs per stage also lives here: `gpu` (whether a step of it wants a GPU queue).
 
 Plain data, no heavy imports: `slm --help` reads it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
-from components.core.config import AppConfig
 from components.analysis.metrics import BENCHMARK_QUALITY_METRICS, QA_METRICS
+from components.core.config import AppConfig
 from components.core.outputs import CHECKPOINT_DIR
 
 
 def _retrieval(cfg: AppConfig) -> bool:
     return cfg.experiment.mode == "retriever_context"
+
+
+def _dataset_identity(cfg: AppConfig) -> str:
+    """A local dataset file's size and mtime, so editing the data invalidates the step that read it."""
+    path = Path(cfg.dataset.path)
+    if path.is_file():
+        stat = path.stat()
+        return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return cfg.dataset.path
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """One step per distinct value of the list `over`, each with `field` set to its value and named
+    `<stage>_<value>`. A stage's own CLI verb runs one variant: the config's own `field`, written into the
+    output folder itself."""
+    field: str  # section.field set on each step (experiment.mode)
+    over: str  # section.field holding the list (experiment.modes)
+
+
+@dataclass(frozen=True)
+class Shards:
+    """`count` > 1 splits a step into shard steps (`field` = 0 .. count-1, named `<step>__shard-<i>of<n>`)
+    joined by a step of the `joiner` stage under the step's own name, holding its final outputs."""
+    count: str  # section.field: how many shards (experiment.shards)
+    field: str  # section.field: which shard a step runs (experiment.shard)
+    joiner: str  # the stage that joins them (merge); its input is named after this stage
+
+
+@dataclass(frozen=True)
+class After:
+    """Once a step of stage `stage` exists (and the boolean `enabled_by` holds), add one more variant of
+    this stage per fan-out value, named `<this>_<label>_<value>`, with `model_field` set to the model that
+    step registered (`${<step>.models.output.-1.id}`; locally its model folder)."""
+    stage: str  # finetune
+    enabled_by: str  # section.field (experiment.eval_tuned)
+    label: str  # tuned
+    model_field: str  # model.adapter
 
 
 @dataclass(frozen=True)
@@ -37,6 +86,16 @@ class Stage:
     help: str = ""
     cli: bool = True  # `slm <name>` runs the stage and its upstream
     entry: str = ""  # module of the template entry; default clearml_tasks.<name>
+    # Its shape in the DAG (see the module docstring); a straight-line stage sets none of these.
+    fan_out: FanOut | None = None
+    shards: Shards | None = None
+    gathers: str = ""  # the stage whose final steps are its input (named after that stage)
+    after: After | None = None
+    identity: Callable[[AppConfig], str] | None = None
+    only_in_run: bool = False
+    closing: str = ""  # a results key naming a text file the CLI prints at the end of a run (the leaderboard)
+    # The fleet: whether its steps want a GPU queue (the model stages); the rest go to a CPU queue.
+    gpu: bool = False
 
     @property
     def entry_module(self) -> str:
@@ -62,8 +121,8 @@ class Stage:
 
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
-    Stage("ingest", "data_processing", ("dataset",),
-          metrics=(), help="load a QA dataset, normalise it, split train/test"),
+    Stage("ingest", "data_processing", ("dataset",), identity=_dataset_identity,
+          help="load a QA dataset, normalise it, split train/test"),
     Stage("index", "data_processing", ("retriever",), inputs=("ingest",),
           cache_ignored={"retriever": ("top_k",)},
           help="build a BM25 / dense / hybrid index over the passages, with its size and hit@k"),
@@ -72,25 +131,51 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           cache_ignored={"experiment": ("name", "modes", "output_dir")},
           metrics=(*QA_METRICS, "context_has_answer_rate", "share_hit_max_new_tokens", "duration_seconds",
                    "seconds_per_question", "generated_tokens_per_second", "cpu_ram_used_mb", "gpu_ram_peak_mb"),
+          fan_out=FanOut("experiment.mode", "experiment.modes"),
+          shards=Shards("experiment.shards", "experiment.shard", joiner="merge"),
+          after=After("finetune", "experiment.eval_tuned", "tuned", "model.adapter"), gpu=True,
           help="answer every question in experiment.mode; metrics, predictions, memory"),
     Stage("finetune", "training", ("finetune", "model", "prompt"), inputs=("ingest",),
           # Checkpoints (with optimizer state, ~6x the adapter) only serve resuming on the machine that ran.
           upload_exclude=(CHECKPOINT_DIR,),
           metrics=("eval_loss", "train_loss_last", "train_loss_mean", "tokens_per_second", "samples_per_second",
-                   "duration_seconds"),
+                   "duration_seconds"), gpu=True,
           help="LoRA/QLoRA adapter on the train split"),
     Stage("benchmark", "testing", ("benchmark", "model", "prompt"), inputs=("ingest", "finetune"),
           metrics=tuple(f"{m}_{which}" for m in BENCHMARK_QUALITY_METRICS for which in ("base", "tuned", "delta")),
-          help="base vs fine-tuned model on held-out questions, with plots and a report"),
+          gpu=True, help="base vs fine-tuned model on held-out questions, with plots and a report"),
     # The shards of one eval (experiment.shards > 1) joined: exactly the unsharded eval's outputs.
     Stage("merge", "data_processing", (), inputs=("eval",), many=("eval",), cli=False,
           metrics=(*QA_METRICS, "duration_seconds", "seconds_per_question"),
           help="join the shards of one eval into its predictions and metrics"),
     # The leaderboard over every eval of a run or grid.
-    Stage("report", "custom", (), inputs=("eval",), many=("eval",), cli=False,
-          help="leaderboard of every eval: CIs, costs, paired differences, plots, HTML"),
+    Stage("report", "custom", (), inputs=("eval",), many=("eval",), cli=False, gathers="eval", only_in_run=True,
+          closing="leaderboard", help="leaderboard of every eval: CIs, costs, paired differences, plots, HTML"),
 )}
-STAGE_NAMES: tuple[str, ...] = tuple(STAGES)
+STAGE_NAMES: tuple[str, ...] = tuple(STAGES)  # the built-in stages; stage_names() includes any registered later
+
+
+def stage_names() -> tuple[str, ...]:
+    return tuple(STAGES)
+
+
+def register_stage(spec: Stage) -> None:
+    """Add a stage (a plugin, or a test's) at the end of the order; its inputs must be registered already."""
+    unknown = [p for p in (*spec.inputs, spec.gathers) if p and p not in STAGES]
+    if unknown:
+        raise ValueError(f"stage {spec.name}: unknown input stage(s) {', '.join(unknown)}")
+    STAGES[spec.name] = spec
+
+
+def joiners() -> set[str]:
+    """Stages that only join another stage's shards (merge): no step of their own in the stage loop."""
+    return {s.shards.joiner for s in STAGES.values() if s.shards}
+
+
+def skippable() -> tuple[str, ...]:
+    """What `slm run --skip` may leave out: every stage with an input, less the joiners (they come with the
+    sharded stage)."""
+    return tuple(n for n, s in STAGES.items() if (s.inputs or s.gathers) and n not in joiners())
 
 
 def stage(name: str) -> Stage:

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Callable
 
-from clearml_tasks.stages import STAGE_NAMES, STAGES
+from clearml_tasks.stages import STAGES, skippable, stage_names
 from components.core.errors import run_guarded
 
 SUMMARY_COLUMNS = ["step", "status", "seconds", "num_examples", "token_recall", "legacy_token_recall", "token_f1",
@@ -61,9 +61,10 @@ def _print_and_save_summary(cfg, outcomes) -> None:
     write_json(root / "summary.json", rows)
     write_text(root / "summary.txt", table + "\n")
     print("\n" + table)
-    for outcome in outcomes:  # the leaderboard closes the run
-        if outcome.stage == "report" and Path(outcome.results.get("leaderboard", "")).is_file():
-            print("\n" + Path(outcome.results["leaderboard"]).read_text())
+    for outcome in outcomes:  # a stage's closing file (the leaderboard) ends the run's output
+        closing = outcome.results.get(STAGES[outcome.stage].closing, "") if outcome.stage in STAGES else ""
+        if closing and Path(closing).is_file():
+            print("\n" + Path(closing).read_text())
     print(f"\noutputs: {root}")
 
 
@@ -83,7 +84,7 @@ def cmd_run(args) -> int:
 
     grid = parse_grid(args.overrides, args.multirun, saved_config(args))
     cfg = grid.config()  # the run's own settings (name, output folder); the axes are per step
-    stages = tuple(s for s in STAGE_NAMES if s not in (args.skip or []))
+    stages = tuple(s for s in stage_names() if s not in (args.skip or []))
     steps = build_dag(cfg, stages, grid=grid)
     if grid.axes:
         print(f"grid: {' x '.join(f'{a.key} ({len(a.values)})' for a in grid.axes)} = {len(grid.points())} "
@@ -91,12 +92,6 @@ def cmd_run(args) -> int:
     outcomes = run_local(steps, cfg, _tracking(args), use_cache=not args.no_cache)
     _print_and_save_summary(cfg, outcomes)
     return 0
-
-
-def cmd_eval(args) -> int:
-    from pipelines.dag import single_eval_dag
-
-    return _run_steps(args, single_eval_dag)
 
 
 def cmd_stage(stage: str):
@@ -140,13 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--multirun", action="store_true",
                    help="a grid: comma-separated values of a preset group or scalar field are axes "
                         "(model=a,b retriever.top_k=1,3)")
-    p.add_argument("--skip", nargs="*", choices=[s for s in STAGE_NAMES[1:] if s != "merge"],
+    p.add_argument("--skip", nargs="*", choices=skippable(),
                    help="stages to leave out")
     p.set_defaults(func=cmd_run)
-    for stage in (s for s in STAGE_NAMES if STAGES[s].cli):
+    for stage in (s for s in stage_names() if STAGES[s].cli):
         p = sub.add_parser(stage, help=f"{STAGES[stage].help} (and what it needs upstream)")
         _add_common(p)
-        p.set_defaults(func=cmd_eval if stage == "eval" else cmd_stage(stage))
+        p.set_defaults(func=cmd_stage(stage))
     p = sub.add_parser("config", help="every setting: its value under the given overrides and what it does")
     p.add_argument("section", nargs="?", help="one section (model, dataset, retriever, ...)")
     _add_overrides(p)

@@ -18,7 +18,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from clearml_tasks.stages import STAGE_NAMES, STAGES, upstream
+from clearml_tasks.stages import STAGES, Stage, joiners, upstream
 from components.core.config import AppConfig
 from components.core.overrides import apply_flat
 from pipelines.grid import Grid
@@ -57,22 +57,20 @@ def referenced_steps(value: str) -> list[str]:
     return [name for name in REF.findall(value) if name != "pipeline"]
 
 
-def eval_step_name(mode: str) -> str:
-    return f"eval_{mode}"
-
-
 def step_config(cfg: AppConfig, step: StepSpec) -> AppConfig:
     """The run's config with the step's own overrides on top."""
     return apply_flat(cfg, step.overrides) if step.overrides else cfg
 
 
-def _variants(stage: str, cfg: AppConfig, single_eval: bool) -> list[tuple[str, dict, str | None]]:
-    """(step name, overrides, output subdir) of each step a stage contributes: eval one per mode."""
-    if stage != "eval":
-        return [(stage, {}, None)]
-    if single_eval:
-        return [("eval", {"experiment.mode": cfg.experiment.mode}, "")]
-    return [(eval_step_name(m), {"experiment.mode": m}, None) for m in dict.fromkeys(cfg.experiment.modes)]
+def _variants(spec: Stage, cfg: AppConfig, single: bool) -> list[tuple[str, dict, str | None]]:
+    """(step name, overrides, output subdir) of each step a stage contributes: one per fan-out value, or with
+    `single` the config's own value written into the output folder itself."""
+    fan = spec.fan_out
+    if fan is None:
+        return [(spec.name, {}, None)]
+    if single:
+        return [(spec.name, {fan.field: cfg.value(fan.field)}, "")]
+    return [(f"{spec.name}_{v}", {fan.field: v}, None) for v in dict.fromkeys(cfg.value(fan.over))]
 
 
 class _Builder:
@@ -110,53 +108,59 @@ class _Builder:
         return name
 
 
-def build_dag(cfg: AppConfig, stages: tuple[str, ...] = STAGE_NAMES, single_eval: bool = False,
+def build_dag(cfg: AppConfig, stages: tuple[str, ...] | None = None, single: bool = False,
               grid: Grid | None = None) -> list[StepSpec]:
-    """Steps of the chosen stages in registry order, for every point of the grid (default: `cfg` alone).
-    A step whose needed input is not in the DAG (a retriever_context eval without index, a benchmark
-    without finetune) is left out. Evals with `experiment.shards` > 1 become shard steps and a merge
-    step under the eval's name; a `report` step over every eval closes a multi-step run."""
+    """Steps of the chosen stages (default: every registered one) in registry order, for every point of
+    the grid (default: `cfg` alone), placed by each stage's declared shape (clearml_tasks.stages). A step
+    whose needed input is not in the DAG (a retriever_context eval without index, a benchmark without
+    finetune) is left out. `single`: a fan-out stage runs only the config's own variant, into the output
+    folder itself, and stages that run only in a multi-step run are left out (`slm eval`)."""
+    stages = tuple(STAGES) if stages is None else stages
     grid = grid or Grid(base=cfg)
     builder = _Builder(grid)
-    finals: list[str] = []  # the steps holding each eval's final outputs
+    finals: dict[str, list[str]] = {}  # stage -> the steps holding its final outputs (a joiner's for shards)
+    looped = [s for s in STAGES if s in stages and s not in joiners() and not STAGES[s].gathers]
     for point in grid.points():
         point_cfg = grid.config(point) if grid.axes or grid.fixed else cfg
         point_flat = grid.flat(point) if grid.axes or grid.fixed else {}
         made: dict[str, str] = {}  # stage -> this point's step of it (the input names)
 
-        def add_eval(base_name: str, own: dict, subdir: str | None, after: tuple[str, ...] = ()) -> str | None:
-            """An eval (or its shards and their merge) when the inputs it needs are in the DAG."""
-            needed = STAGES["eval"].needed_inputs(apply_flat(point_cfg, own))
+        def add(stage: str, base_name: str, own: dict, subdir: str | None, after: tuple[str, ...] = ()) -> None:
+            """A step (or its shards and their joiner) when the inputs it needs are in the DAG."""
+            spec = STAGES[stage]
+            needed = spec.needed_inputs(apply_flat(point_cfg, own) if own else point_cfg)
             if not all(p in made for p in needed):
-                return None
+                return
             parents = {p: [made[p]] for p in needed}
-            shards = point_cfg.experiment.shards
-            if shards == 1:
-                name = builder.add("eval", base_name, point_cfg, point, point_flat, own, parents, subdir, after)
+            count = point_cfg.value(spec.shards.count) if spec.shards else 1
+            if count == 1:
+                name = builder.add(stage, base_name, point_cfg, point, point_flat, own, parents, subdir, after)
             else:
-                shard_names = [builder.add("eval", f"{base_name}__shard-{i}of{shards}", point_cfg, point, point_flat,
-                                           {**own, "experiment.shard": i}, parents, None, after)
-                               for i in range(shards)]
-                name = builder.add("merge", base_name, point_cfg, point, point_flat, {}, {"eval": shard_names}, subdir)
-            finals.append(name)
-            return name
+                shard_names = [builder.add(stage, f"{base_name}__shard-{i}of{count}", point_cfg, point, point_flat,
+                                           {**own, spec.shards.field: i}, parents, None, after)
+                               for i in range(count)]
+                name = builder.add(spec.shards.joiner, base_name, point_cfg, point, point_flat, {},
+                                   {stage: shard_names}, subdir)
+            finals.setdefault(stage, []).append(name)
+            if spec.fan_out is None:  # a fanned-out stage is read only through a gatherer
+                made[stage] = name
 
-        for stage in (s for s in STAGES if s in stages and s not in ("merge", "report")):
-            for base_name, own, subdir in _variants(stage, point_cfg, single_eval):
-                if stage == "eval":
-                    add_eval(base_name, own, subdir)
+        for stage in looped:
+            for base_name, own, subdir in _variants(STAGES[stage], point_cfg, single):
+                add(stage, base_name, own, subdir)
+            for later in (s for s in looped if STAGES[s].after and STAGES[s].after.stage == stage):
+                spec = STAGES[later]
+                if stage not in made or not point_cfg.value(spec.after.enabled_by):
                     continue
-                needed = STAGES[stage].needed_inputs(apply_flat(point_cfg, own) if own else point_cfg)
-                if all(p in made for p in needed):
-                    made[stage] = builder.add(stage, base_name, point_cfg, point, point_flat, own,
-                                              {p: [made[p]] for p in needed}, subdir)
-            if stage == "finetune" and "finetune" in made and "eval" in stages and point_cfg.experiment.eval_tuned:
-                for mode in dict.fromkeys(point_cfg.experiment.modes):  # the tuned model beside the base one
-                    own = {"experiment.mode": mode, "model.adapter": model_ref(made["finetune"])}
-                    add_eval(f"eval_tuned_{mode}", own, None, after=(made["finetune"],))
-    if "report" in stages and finals and not single_eval:
-        finals = list(dict.fromkeys(finals))
-        builder.add("report", "report", cfg, {}, {}, {}, {"eval": finals}, None)
+                for base_name, own, _ in _variants(spec, point_cfg, single=False):  # beside the base variants
+                    label = f"{later}_{spec.after.label}" + base_name[len(later):]
+                    add(later, label, {**own, spec.after.model_field: model_ref(made[stage])}, None,
+                        after=(made[stage],))
+    for stage in (s for s in STAGES if s in stages and STAGES[s].gathers):
+        spec = STAGES[stage]
+        gathered = list(dict.fromkeys(finals.get(spec.gathers, [])))
+        if gathered and not (single and spec.only_in_run):
+            builder.add(stage, stage, cfg, {}, {}, {}, {spec.gathers: gathered}, None)
     return list(builder.steps.values())
 
 
@@ -169,14 +173,11 @@ def with_ancestors(steps: list[StepSpec], names: set[str]) -> list[StepSpec]:
     return [s for s in steps if s.name in wanted]
 
 
-def single_eval_dag(cfg: AppConfig) -> list[StepSpec]:
-    """`slm eval`: ingest (+ index for retrieval) and one eval whose outputs land in output_dir itself."""
-    return with_ancestors(build_dag(cfg, upstream("eval"), single_eval=True), {"eval"})
-
-
 def stage_dag(stage: str, cfg: AppConfig) -> list[StepSpec]:
-    """`slm <stage>`: that stage and what it needs upstream."""
-    return build_dag(cfg, upstream(stage))
+    """`slm <stage>`: that stage and what it needs upstream; a fanned-out stage runs the config's own
+    variant into the output folder itself (`slm eval` runs experiment.mode)."""
+    steps = build_dag(cfg, upstream(stage), single=True)
+    return with_ancestors(steps, {s.name for s in steps if s.stage == stage})
 
 
 def validate_dag(steps: list[StepSpec]) -> None:

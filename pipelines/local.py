@@ -35,20 +35,12 @@ class StepOutcome:
     results: dict
 
 
-def _input_identity(cfg: AppConfig) -> str:
-    """A local dataset file's size and mtime, so editing the data invalidates the ingest step."""
-    path = Path(cfg.dataset.path)
-    if path.is_file():
-        stat = path.stat()
-        return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    return cfg.dataset.path
-
-
 def cache_key(step: StepSpec, cfg: AppConfig, parent_keys: dict[str, str]) -> str:
-    payload = {"stage": step.stage, "sections": STAGES[step.stage].cache_config(cfg),
+    spec = STAGES[step.stage]
+    payload = {"stage": step.stage, "sections": spec.cache_config(cfg),
                "parents": {p: parent_keys[p] for p in step.parents}}
-    if step.stage == "ingest":
-        payload["input"] = _input_identity(cfg)
+    if spec.identity:  # what besides the config names its output (a dataset file's size and mtime)
+        payload["input"] = spec.identity(cfg)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

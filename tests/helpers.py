@@ -96,6 +96,20 @@ class FakeGenerator:
                              tokenizer=self.tokenizer)
 
 
+class FakeBackend(FakeGenerator):
+    """FakeGenerator as a registered backend (`generation.backend=fake` once a test registers
+    "helpers:FakeBackend"): what a new backend file provides besides the Generator methods."""
+    applies = frozenset({"adapter"})
+
+    @classmethod
+    def load(cls, cfg, gen) -> "FakeBackend":
+        return cls(source=f"fake:{cfg.name}")
+
+    @classmethod
+    def auto_applies(cls, cfg) -> bool:
+        return False  # never chosen by `auto`: only when named
+
+
 CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"),
             ("Germany", "Berlin"), ("Egypt", "Cairo"), ("Canada", "Ottawa"), ("Kenya", "Nairobi"),
             ("Peru", "Lima"), ("Norway", "Oslo"), ("Greece", "Athens"), ("Cuba", "Havana"),

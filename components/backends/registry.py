@@ -4,7 +4,7 @@ backend = one file in this package (a class with the `components.backends.base.G
 for `generation.backend`'s choices without importing any backend."""
 from __future__ import annotations
 
-from components.core.registry import Entry, Registry
+from components.core.lazy_registry import Entry, Registry
 
 BACKENDS = Registry("generation.backend", (
     Entry("vllm", "components.backends.vllm:VLLMGenerator",

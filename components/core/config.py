@@ -36,8 +36,9 @@ def _check_choice(key: str, value, choices) -> None:
         raise UserError(f"invalid value for {key}: {value!r}{hint} (expected one of {', '.join(map(str, choices))})")
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field carrying its help text (`metadata["help"]`); a list default is copied per instance."""
+def _f(default: Any, help: str | typing.Callable[[], str], **kw: Any) -> Any:
+    """A dataclass field carrying its help text (`metadata["help"]`, or a function returning it); a list
+    default is copied per instance."""
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help}, **kw)
     return field(default=default, metadata={"help": help}, **kw)
@@ -139,7 +140,7 @@ class PromptConfig:
 
 @dataclass
 class GenerationConfig:
-    backend: str = _f("hf", backend_help())
+    backend: str = _f("hf", backend_help)
     llama_cpp_weights: str = _f("as_is", "llama_cpp only: as_is runs the GGUF as given; q8_0 / f32 run a copy "
                                          "converted once into the cache: f32 holds exactly the weights hf runs "
                                          "(the same answers), q8_0 has fast CPU kernels where the file's type "
@@ -276,6 +277,11 @@ class AppConfig:
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     clearml: ClearMLConfig = field(default_factory=ClearMLConfig)
 
+    def value(self, key: str) -> Any:
+        """A field by its `section.field` key (the DAG's and the overrides' way of naming it)."""
+        section, _, name = key.partition(".")
+        return getattr(getattr(self, section), name)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -368,12 +374,18 @@ def _section_class(section: str) -> type:
     return sections[section]
 
 
+def _help_text(f: dataclasses.Field) -> str:
+    """A field's help; a callable one is read now, so a registry's later entries show (generation.backend)."""
+    help = f.metadata.get("help", "")
+    return help() if callable(help) else help
+
+
 def field_help(section: str, name: str) -> str:
     """The help text of `section.name`; an unknown section or field is a UserError with a spelling hint."""
     fields = {f.name: f for f in dataclasses.fields(_section_class(section))}
     if name not in fields:
         raise UserError(f"unknown config key: {section}.{name}{did_you_mean(name, fields)}")
-    return fields[name].metadata.get("help", "")
+    return _help_text(fields[name])
 
 
 def _type_name(tp: Any) -> str:
@@ -391,7 +403,7 @@ def describe_config(section: str | None = None, config: AppConfig | None = None)
         types = field_types(cls)
         values = getattr(config, name)
         rows = [(f"{name}.{f.name}", json.dumps(getattr(values, f.name), ensure_ascii=False),
-                 f"({_type_name(types[f.name])})", f.metadata.get("help", "")) for f in dataclasses.fields(cls)]
+                 f"({_type_name(types[f.name])})", _help_text(f)) for f in dataclasses.fields(cls)]
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         lines = [f"[{name}]"] + [f"  {k:<{widths[0]}} = {v:<{widths[1]}}  {t:<{widths[2]}}  {h}".rstrip()
                                  for k, v, t, h in rows]

@@ -22,7 +22,7 @@ from clearml_tasks._tracking import resolve_tracking
 from components.core.fileio import read_json
 from components.core.overrides import build_config
 from clearml_tasks.stages import STAGES
-from pipelines.dag import single_eval_dag
+from pipelines.dag import stage_dag
 from pipelines.local import StepOutcome, run_local
 
 SEED_KEYS = ("token_recall", "num_examples", "model_size_bytes", "model_size_mb", "retriever_index_size_bytes",
@@ -63,14 +63,14 @@ def offline(tmp_path_factory, clearml_cache_dir) -> OfflineRuns:
         assert tracking == "offline"
         cfg = build_config(args)
         started = time.perf_counter()
-        first = run_local(single_eval_dag(cfg), cfg, tracking)
+        first = run_local(stage_dag("eval", cfg), cfg, tracking)
         first_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        second = run_local(single_eval_dag(cfg), cfg, tracking)
+        second = run_local(stage_dag("eval", cfg), cfg, tracking)
         second_seconds = time.perf_counter() - started
         print(f"\nfirst run {first_seconds:.2f} s, step-cached re-run {second_seconds:.3f} s")
         changed_cfg = build_config(args + ["generation.max_new_tokens=4"])
-        changed = run_local(single_eval_dag(changed_cfg), changed_cfg, tracking)
+        changed = run_local(stage_dag("eval", changed_cfg), changed_cfg, tracking)
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -265,7 +265,7 @@ def test_no_clearml_creates_no_session(tmp_path, clearml_cache_dir):
     tracking = resolve_tracking("none")
     assert tracking == "none"
     cfg = build_config(["experiment.max_samples=2", "generation.max_new_tokens=4", f"experiment.output_dir={tmp_path}"])
-    outcomes = run_local(single_eval_dag(cfg), cfg, tracking)
+    outcomes = run_local(stage_dag("eval", cfg), cfg, tracking)
     assert [o.status for o in outcomes] == ["ran", "ran"]
     assert all(o.results["session_dir"] == "" and o.results["task_id"] == "" for o in outcomes)
     assert read_json(tmp_path / "results.json")["num_examples"] == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.core.overrides import build_config
-from pipelines.dag import StepSpec, build_dag, single_eval_dag, stage_dag, validate_dag
+from pipelines.dag import StepSpec, build_dag, stage_dag, validate_dag
 
 
 def _shape(steps: list[StepSpec]) -> list[tuple[str, tuple[str, ...]]]:
@@ -41,7 +41,7 @@ def test_modes_listed_twice_run_once():
     ("oracle_context", [("ingest", ()), ("eval", ("ingest",))]),
     ("retriever_context", [("ingest", ()), ("index", ("ingest",)), ("eval", ("ingest", "index"))])])
 def test_single_eval_builds_only_what_its_mode_reads(mode, expected):
-    steps = single_eval_dag(build_config([f"experiment_mode={mode}"]))
+    steps = stage_dag("eval", build_config([f"experiment_mode={mode}"]))
     assert _shape(steps) == expected
     assert steps[-1].subdir == "" and steps[-1].overrides == {"experiment.mode": mode}
 

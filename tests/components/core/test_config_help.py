@@ -13,8 +13,9 @@ from components.core.overrides import build_config
 def test_every_field_has_help():
     for section, cls in section_types().items():
         for f in dataclasses.fields(cls):
-            assert f.metadata.get("help", "").strip(), f"{section}.{f.name} has no help"
-            assert field_help(section, f.name) == f.metadata["help"]
+            help = f.metadata.get("help", "")
+            assert field_help(section, f.name).strip(), f"{section}.{f.name} has no help"
+            assert field_help(section, f.name) == (help() if callable(help) else help)
 
 
 def test_list_defaults_are_not_shared():
