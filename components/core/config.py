@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from typing import Any
+from typing import Any, ClassVar
 from dataclasses import asdict, dataclass, field
 
 from components.backends.registry import backend_choices, backend_help
@@ -139,17 +139,12 @@ class PromptConfig:
 
 
 @dataclass
-class GenerationConfig:
-    backend: str = _f("hf", backend_help)
-    llama_cpp_weights: str = _f("as_is", "llama_cpp only: as_is runs the GGUF as given; q8_0 / f32 run a copy "
-                                         "converted once into the cache: f32 holds exactly the weights hf runs "
-                                         "(the same answers), q8_0 has fast CPU kernels where the file's type "
-                                         "has none (Q4_1)")
-    max_new_tokens: int = _f(32, "answer token limit; eval records whether an answer hit it")
-    batch_size: int = _f(64, "prompts per batch, an upper bound; batches are length-sorted")
-    max_batch_tokens: int = _f(16384, "padded prompt tokens per batch; long-context batches get fewer rows; "
-                                      "0 = no cap")
-    stop_strings: list[str] = _f(["\n"], "the answer ends at the first one (cut there)")
+class SamplingConfig:
+    """How an answer is decoded, the field set eval (`generation`) and the benchmark (`benchmark`) share:
+    one definition and one set of checks; each section keeps its own defaults (`_default`) and its own
+    `<section>/<field>` parameter names."""
+    section: ClassVar[str] = "generation"
+    max_new_tokens: int = _f(32, "answer token limit; results record whether an answer hit it")
     do_sample: bool = _f(False, "sample (temperature, top_p, top_k apply); false: greedy decoding")
     temperature: float = _f(1.0, "sampling temperature (do_sample only)")
     top_p: float = _f(1.0, "nucleus sampling mass; 1 = off (do_sample only)")
@@ -157,15 +152,41 @@ class GenerationConfig:
     seed: int = _f(0, "sampling seed; batch b uses seed + b")
 
     def __post_init__(self):
+        s = self.section
+        _check(self.max_new_tokens > 0, f"{s}.max_new_tokens", "a positive integer", self.max_new_tokens)
+        _check(self.temperature > 0, f"{s}.temperature", "a positive number", self.temperature)
+        _check(0 < self.top_p <= 1, f"{s}.top_p", "a number in (0, 1]", self.top_p)
+        _check(self.top_k >= 0, f"{s}.top_k", "a non-negative integer", self.top_k)
+
+    def sampling(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(SamplingConfig)}
+
+
+def _default(cls: type, name: str, default: Any) -> Any:
+    """Field `name` of `cls` (its help included) with another default, for a section that shares it."""
+    return field(default=default, metadata={f.name: f for f in dataclasses.fields(cls)}[name].metadata)
+
+
+@dataclass
+class GenerationConfig(SamplingConfig):
+    section: ClassVar[str] = "generation"
+    backend: str = _f("hf", backend_help)
+    llama_cpp_weights: str = _f("as_is", "llama_cpp only: as_is runs the GGUF as given; q8_0 / f32 run a copy "
+                                         "converted once into the cache: f32 holds exactly the weights hf runs "
+                                         "(the same answers), q8_0 has fast CPU kernels where the file's type "
+                                         "has none (Q4_1)")
+    batch_size: int = _f(64, "prompts per batch, an upper bound; batches are length-sorted")
+    max_batch_tokens: int = _f(16384, "padded prompt tokens per batch; long-context batches get fewer rows; "
+                                      "0 = no cap")
+    stop_strings: list[str] = _f(["\n"], "the answer ends at the first one (cut there)")
+
+    def __post_init__(self):
         _check_choice("generation.backend", self.backend, backend_choices())
         _check_choice("generation.llama_cpp_weights", self.llama_cpp_weights, LLAMA_CPP_WEIGHTS)
-        _check(self.max_new_tokens > 0, "generation.max_new_tokens", "a positive integer", self.max_new_tokens)
+        super().__post_init__()
         _check(self.batch_size > 0, "generation.batch_size", "a positive integer", self.batch_size)
         _check(self.max_batch_tokens >= 0, "generation.max_batch_tokens", "a non-negative integer (0 = no cap)",
                self.max_batch_tokens)
-        _check(self.temperature > 0, "generation.temperature", "a positive number", self.temperature)
-        _check(0 < self.top_p <= 1, "generation.top_p", "a number in (0, 1]", self.top_p)
-        _check(self.top_k >= 0, "generation.top_k", "a non-negative integer", self.top_k)
 
 
 @dataclass
@@ -236,23 +257,21 @@ class FinetuneConfig:
 
 
 @dataclass
-class BenchmarkConfig:
+class BenchmarkConfig(SamplingConfig):
+    """Base vs tuned on held-out questions; decoding from the shared sampling fields (the answer is cut at
+    the first newline), with longer answers and, when sampling, a lower temperature than eval's defaults."""
+    section: ClassVar[str] = "benchmark"
+    max_new_tokens: int = _default(SamplingConfig, "max_new_tokens", 64)
+    temperature: float = _default(SamplingConfig, "temperature", 0.1)
+    top_p: float = _default(SamplingConfig, "top_p", 0.9)
     max_samples: int = _f(0, "held-out (test split) questions; 0 = all")
     mode: str = _f("no_context", "prompt mode of both models (retriever_context is not supported)")
-    max_new_tokens: int = _f(64, "answer token limit; the answer is also cut at the first newline")
-    do_sample: bool = _f(False, "sample (temperature, top_p, top_k apply); false: greedy decoding")
-    temperature: float = _f(0.1, "sampling temperature (do_sample only)")
-    top_p: float = _f(0.9, "nucleus sampling mass; 1 = off (do_sample only)")
-    top_k: int = _f(0, "sample from the k most likely tokens; 0 = off (do_sample only)")
-    seed: int = _f(0, "sampling seed; batch b uses seed + b")
     bootstrap_samples: int = _f(1000, "bootstrap resamples for the 95% CIs; 0 = no CIs")
 
     def __post_init__(self):
+        super().__post_init__()
         _check(self.max_samples >= 0, "benchmark.max_samples", "a non-negative integer", self.max_samples)
         _check_choice("benchmark.mode", self.mode, MODES)
-        _check(self.max_new_tokens > 0, "benchmark.max_new_tokens", "a positive integer", self.max_new_tokens)
-        _check(self.temperature > 0, "benchmark.temperature", "a positive number", self.temperature)
-        _check(0 < self.top_p <= 1, "benchmark.top_p", "a number in (0, 1]", self.top_p)
         _check(self.bootstrap_samples >= 0, "benchmark.bootstrap_samples", "a non-negative integer",
                self.bootstrap_samples)
 

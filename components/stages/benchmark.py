@@ -42,10 +42,9 @@ QUALITY_METRICS = BENCHMARK_QUALITY_METRICS
 
 
 def generation_config(cfg: AppConfig) -> GenerationConfig:
-    """Decoding from the benchmark section: greedy unless do_sample; the answer ends at a newline."""
-    b = cfg.benchmark
-    return GenerationConfig(max_new_tokens=b.max_new_tokens, do_sample=b.do_sample, temperature=b.temperature,
-                            top_p=b.top_p, top_k=b.top_k, seed=b.seed)
+    """Decoding from the benchmark section's sampling fields: greedy unless do_sample; the answer ends at a
+    newline (GenerationConfig's default stop string)."""
+    return GenerationConfig(**cfg.benchmark.sampling())
 
 
 def score_row(q: Question, gen: Generated) -> dict:

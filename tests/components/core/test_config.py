@@ -190,3 +190,20 @@ def test_all_keys_cover_every_section_field():
         for field in fields:
             assert f"{section}.{field}" in keys
     assert len(keys) == sum(len(fields) for fields in AppConfig().to_dict().values())
+
+
+def test_benchmark_and_generation_share_one_sampling_definition():
+    import dataclasses
+
+    from components.core.config import BenchmarkConfig, GenerationConfig, SamplingConfig, field_help
+
+    shared = [f.name for f in dataclasses.fields(SamplingConfig)]
+    assert shared == ["max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "seed"]
+    for name in shared:  # same help under both sections, own defaults where the benchmark wants them
+        assert field_help("benchmark", name) == field_help("generation", name)
+    assert (BenchmarkConfig().max_new_tokens, GenerationConfig().max_new_tokens) == (64, 32)
+    assert BenchmarkConfig(temperature=0.5).sampling() == dict(max_new_tokens=64, do_sample=False, temperature=0.5,
+                                                               top_p=0.9, top_k=0, seed=0)
+    for section in ("generation", "benchmark"):  # one set of checks, each naming its own section
+        with pytest.raises(UserError, match=rf"invalid value for {section}\.top_k: -1"):
+            build_config([f"{section}.top_k=-1"])
