@@ -70,7 +70,7 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
         write_json(output_dir / CONFIG_FILE, cfg.to_dict())  # as given: an adapter by its model id
         if "model" in spec.sections:
             cfg = resolve_adapter(cfg)
-        results = body(cfg, input_dirs, output_dir, tracker)
+        results = {**body(cfg, input_dirs, output_dir, tracker), **memory_estimate(spec, cfg, tracker)}
         with own_outputs(output_dir, spec.upload_exclude) as folder:
             tracker.upload_artifact(OUTPUT_ARTIFACT, folder)
     except BaseException as e:
@@ -79,6 +79,20 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
     tracker.close()
     return {**results, "task_id": tracker.task_id,
             "session_dir": str(tracker.session_dir) if tracker.session_dir else ""}
+
+
+def memory_estimate(spec, cfg: AppConfig, tracker: NullTracker) -> dict:
+    """The GPU memory estimate a pipeline places this step by (pipelines.fleet), beside what it measured; {}
+    for a stage without GPU work, or where the model's shape cannot be read here (never fails a step)."""
+    try:
+        estimate = spec.memory_estimate(cfg)
+    except UserError:
+        return {}
+    if estimate is None:
+        return {}
+    fields = {"memory_estimate_gb": round(estimate.gb, 3), "memory_estimate_breakdown_gb": estimate.breakdown()}
+    tracker.set_properties({"memory_estimate_gb": fields["memory_estimate_gb"]})
+    return fields
 
 
 def failure_reason(e: BaseException) -> str:

@@ -28,6 +28,10 @@ from components.core.config import AppConfig
 from components.core.outputs import CHECKPOINT_DIR
 
 
+_ESTIMATES = "components.fleet.memory_estimate"
+ENERGY = ("gpu_energy_joules", "gpu_mean_power_watts")  # absent without a GPU (components.core.energy)
+
+
 def _retrieval(cfg: AppConfig) -> bool:
     return cfg.experiment.mode == "retriever_context"
 
@@ -94,8 +98,19 @@ class Stage:
     identity: Callable[[AppConfig], str] | None = None
     only_in_run: bool = False
     closing: str = ""  # a results key naming a text file the CLI prints at the end of a run (the leaderboard)
-    # The fleet: whether its steps want a GPU queue (the model stages); the rest go to a CPU queue.
+    # The fleet: whether its steps want a GPU queue (the model stages; the rest go to the CPU queue), and
+    # "module:function" estimating a step's GPU memory from its config (components.fleet.memory_estimate).
     gpu: bool = False
+    memory: str = ""
+
+    def memory_estimate(self, cfg: AppConfig):
+        """A step's MemoryEstimate (None for a stage without GPU work); imports the estimator on use."""
+        if not self.gpu:
+            return None
+        import importlib
+
+        module, _, name = self.memory.partition(":")
+        return getattr(importlib.import_module(module), name)(cfg)
 
     @property
     def entry_module(self) -> str:
@@ -130,20 +145,24 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           inputs=("ingest", "index"), only_when={"retriever": _retrieval, "index": _retrieval},
           cache_ignored={"experiment": ("name", "modes", "output_dir")},
           metrics=(*QA_METRICS, "context_has_answer_rate", "share_hit_max_new_tokens", "duration_seconds",
-                   "seconds_per_question", "generated_tokens_per_second", "cpu_ram_used_mb", "gpu_ram_peak_mb"),
+                   "seconds_per_question", "generated_tokens_per_second", "cpu_ram_used_mb", "gpu_ram_peak_mb",
+                   *ENERGY),
           fan_out=FanOut("experiment.mode", "experiment.modes"),
           shards=Shards("experiment.shards", "experiment.shard", joiner="merge"),
-          after=After("finetune", "experiment.eval_tuned", "tuned", "model.adapter"), gpu=True,
+          after=After("finetune", "experiment.eval_tuned", "tuned", "model.adapter"),
+          gpu=True, memory=f"{_ESTIMATES}:eval_memory",
           help="answer every question in experiment.mode; metrics, predictions, memory"),
     Stage("finetune", "training", ("finetune", "model", "prompt"), inputs=("ingest",),
           # Checkpoints (with optimizer state, ~6x the adapter) only serve resuming on the machine that ran.
           upload_exclude=(CHECKPOINT_DIR,),
           metrics=("eval_loss", "train_loss_last", "train_loss_mean", "tokens_per_second", "samples_per_second",
-                   "duration_seconds"), gpu=True,
+                   "duration_seconds", *ENERGY), gpu=True, memory=f"{_ESTIMATES}:finetune_memory",
           help="LoRA/QLoRA adapter on the train split"),
     Stage("benchmark", "testing", ("benchmark", "model", "prompt"), inputs=("ingest", "finetune"),
-          metrics=tuple(f"{m}_{which}" for m in BENCHMARK_QUALITY_METRICS for which in ("base", "tuned", "delta")),
-          gpu=True, help="base vs fine-tuned model on held-out questions, with plots and a report"),
+          metrics=(*(f"{m}_{which}" for m in BENCHMARK_QUALITY_METRICS for which in ("base", "tuned", "delta")),
+                   *ENERGY),
+          gpu=True, memory=f"{_ESTIMATES}:benchmark_memory",
+          help="base vs fine-tuned model on held-out questions, with plots and a report"),
     # The shards of one eval (experiment.shards > 1) joined: exactly the unsharded eval's outputs.
     Stage("merge", "data_processing", (), inputs=("eval",), many=("eval",), cli=False,
           metrics=(*QA_METRICS, "duration_seconds", "seconds_per_question"),

@@ -21,7 +21,7 @@ from components.core.errors import run_guarded
 
 SUMMARY_COLUMNS = ["step", "status", "seconds", "num_examples", "token_recall", "legacy_token_recall", "token_f1",
                    "exact_match", "gold_hit@5", "train_loss_first", "train_loss_last", "token_f1_base",
-                   "token_f1_tuned", "cpu_ram_used_mb"]
+                   "token_f1_tuned", "cpu_ram_used_mb", "memory_estimate_gb"]
 
 
 def _tracking(args) -> str:
@@ -152,11 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(sub) -> None:
     """Command groups that live in their own modules."""
-    from pipelines import data_commands, report_command, server_commands
+    from pipelines import data_commands, fleet_commands, report_command, server_commands
 
     data_commands.register(sub)
     report_command.register(sub)
     server_commands.register(sub)
+    fleet_commands.register(sub)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

@@ -1,8 +1,9 @@
 """The DAG of `pipelines.dag` compiled into a ClearML PipelineController: each step clones its stage's
-template, sets its parameters and runs on the step queue; the controller itself runs on `services`.
+template, sets its parameters and runs on the queue of the GPU class its memory estimate fits (or on the
+CPU queue; pipelines.fleet); the controller itself runs on `services`.
 
-    slm pipeline start [--queue gpu] [--controller-queue services] [--project P] [overrides]
-    slm pipeline start --dry-run ...          # the plan as JSON; no server, no clearml import
+    slm pipeline start [--queue Q] [--controller-queue services] [--project P] [overrides]
+    slm pipeline plan [--json] ...            # each step's queue and memory estimate; no server, no clearml
 
 `build_plan` is pure data (tested without ClearML); `build_controller` turns a plan into a
 PipelineController (builds offline with placeholder template ids); `start_pipeline` resolves the
@@ -22,17 +23,15 @@ from typing import Any, Callable
 
 from components.core.config import AppConfig
 from components.core.errors import UserError
-from components.core.overrides import apply_flat, changed_fields
+from components.core.overrides import changed_fields
 from clearml_tasks.stages import STAGES
 from pipelines.dag import StepSpec, build_dag, referenced_steps, step_config, validate_dag
+from pipelines.fleet import FleetRetry
 from pipelines.grid import Grid
 from pipelines.templates import DEFAULT_TASK_IMAGE, DEFAULT_TEMPLATE_PROJECT, GitSource, untagged_job_class
 
 CONTROLLER_ENTRY = "pipelines/controller.py"
-DEFAULT_STEP_QUEUE = "gpu"
 DEFAULT_CONTROLLER_QUEUE = "services"
-# One retry absorbs an agent or container that died under a step; a real error fails twice.
-DEFAULT_RETRIES = 1
 
 # The knobs editable on "+ NEW RUN": pipeline parameter -> (config key, description). Steps whose stage
 # reads that section get `Section/field = ${pipeline.<name>}`. Names carry no dots: ClearML splits
@@ -46,6 +45,9 @@ PIPELINE_PARAMETERS: dict[str, tuple[str, str]] = {
     "max_samples": ("experiment.max_samples", "questions per eval, in file order; 0 = all"),
     "top_k": ("retriever.top_k", "passages retrieved per question"),
     "retriever_kind": ("retriever.kind", "bm25, dense or hybrid"),
+    # Read by the controller's retry policy (pipelines.fleet.FleetRetry), not by any step.
+    "fleet_queues": ("fleet.queues", "queue classes name:GB; an out-of-memory step moves to the next larger one"),
+    "fleet_retries": ("fleet.retries", "retries of a failed step on its own queue"),
 }
 
 
@@ -104,21 +106,31 @@ def step_parameters(step: StepSpec, cfg: AppConfig) -> dict[str, Any]:
     return params
 
 
-def build_plan(cfg: AppConfig, queue: str = DEFAULT_STEP_QUEUE,
+def build_plan(cfg: AppConfig, queue: str | None = None,
                controller_queue: str = DEFAULT_CONTROLLER_QUEUE,
-               template_project: str = DEFAULT_TEMPLATE_PROJECT,
-               retries: int = DEFAULT_RETRIES, grid: Grid | None = None) -> list[dict]:
-    """One dict per DAG step (of every grid point) with everything `PipelineController.add_step` needs.
-    No ClearML import."""
-    check_queues(queue, controller_queue)
+               template_project: str = DEFAULT_TEMPLATE_PROJECT, grid: Grid | None = None) -> list[dict]:
+    """One dict per DAG step (of every grid point) with everything `PipelineController.add_step` needs and
+    where it runs: `queue` for every step (a one-class fleet), else the fleet class its memory estimate
+    fits (pipelines.fleet). No ClearML import."""
+    from pipelines.fleet import parse_classes, place
+
     steps = build_dag(cfg, grid=grid)
     validate_dag(steps)
-    return [{"name": step.name, "stage": step.stage, "template_project": template_project,
-             "template_name": step.stage, "parents": list(step.parents),
-             "execution_queue": queue, "parameter_override": step_parameters(step, cfg),
-             "cache_executed_step": not samples_without_seed(apply_flat(cfg, step.overrides), step.stage),
-             "retry_on_failure": retries}
-            for step in steps]
+    classes = parse_classes(cfg.fleet.queues)
+    plan = []
+    for step in steps:
+        step_cfg = step_config(cfg, step)
+        placement = place(step.name, step.stage, step_cfg, classes)
+        entry = {"name": step.name, "stage": step.stage, "template_project": template_project,
+                 "template_name": step.stage, "parents": list(step.parents),
+                 "execution_queue": queue or placement.queue, "parameter_override": step_parameters(step, cfg),
+                 "cache_executed_step": not samples_without_seed(step_cfg, step.stage),
+                 "retry_on_failure": cfg.fleet.retries, **placement.as_dict()}
+        entry.pop("step")
+        entry["queue"] = entry["execution_queue"]
+        check_queues(entry["execution_queue"], controller_queue)
+        plan.append(entry)
+    return plan
 
 
 def pipeline_name(cfg: AppConfig) -> str:
@@ -190,7 +202,7 @@ def build_controller(plan: list[dict], cfg: AppConfig, controller_queue: str = D
     controller = controller_class()(
         name=pipeline_name(cfg), project=cfg.clearml.project, version=pipeline_version(),
         add_pipeline_tags=True, always_create_from_code=False, docker=docker_image,
-        retry_on_failure=max((step["retry_on_failure"] for step in plan), default=DEFAULT_RETRIES),
+        retry_on_failure=FleetRetry(),  # reads fleet_queues / fleet_retries from the pipeline's parameters
         packages="",  # the task image has every dependency; nothing to install
         working_dir=".")
     defaults = pipeline_parameters(cfg)
@@ -200,7 +212,7 @@ def build_controller(plan: list[dict], cfg: AppConfig, controller_queue: str = D
         controller.add_step(
             name=step["name"], parents=step["parents"], parameter_override=step["parameter_override"],
             execution_queue=step["execution_queue"], cache_executed_step=step["cache_executed_step"],
-            retry_on_failure=step["retry_on_failure"], stage=step["stage"], **sources[step["name"]])
+            retry_on_failure=controller._retry_on_failure_callback, stage=step["stage"], **sources[step["name"]])
     return controller
 
 
@@ -215,7 +227,7 @@ def _point_at_entry(source: GitSource) -> str:
     return task.id
 
 
-def start_pipeline(cfg: AppConfig, queue: str = DEFAULT_STEP_QUEUE,
+def start_pipeline(cfg: AppConfig, queue: str | None = None,
                    controller_queue: str = DEFAULT_CONTROLLER_QUEUE,
                    template_project: str = DEFAULT_TEMPLATE_PROJECT, docker_image: str = DEFAULT_TASK_IMAGE,
                    source: GitSource | None = None, log: Callable[[str], None] = print,
@@ -238,9 +250,11 @@ def start_pipeline(cfg: AppConfig, queue: str = DEFAULT_STEP_QUEUE,
     controller = build_controller(plan, cfg, controller_queue, {s: t.id for s, t in templates.items()},
                                   docker_image)
     controller_id = _point_at_entry(source)
-    log(f"pipeline {pipeline_name(cfg)!r}: controller task {controller_id} on {controller_queue!r}, "
-        f"{len(plan)} steps on {queue!r}; code {source.repo} @ {source.branch} {source.commit[:12]}")
-    for queue_name in dict.fromkeys((controller_queue, queue)):
+    per_queue = {q: sum(s["execution_queue"] == q for s in plan) for q in dict.fromkeys(s["execution_queue"] for s in plan)}
+    log(f"pipeline {pipeline_name(cfg)!r}: controller task {controller_id} on {controller_queue!r}, steps "
+        f"{', '.join(f'{n} on {q!r}' for q, n in per_queue.items())}; code {source.repo} @ {source.branch} "
+        f"{source.commit[:12]}")
+    for queue_name in (controller_queue, *per_queue):
         workers = queue_workers(queue_name)
         log(f"queue {queue_name!r}: served by {', '.join(workers)}" if workers else
             f"warning: no agent serves queue {queue_name!r}; the pipeline waits until one does "
@@ -269,7 +283,7 @@ def run_remote_controller() -> int:
         return 2
     Task.init()  # attaches to the enqueued controller task, keeping the project and tags set at start
     controller = controller_class()(name="", project="", always_create_from_code=False,
-                                    retry_on_failure=DEFAULT_RETRIES)
+                                    retry_on_failure=FleetRetry())
     for name in PIPELINE_PARAMETERS:  # values come back from the task, edited or not
         controller.add_parameter(name=name)
     controller.start()  # on an agent: runs the DAG here until every step is done

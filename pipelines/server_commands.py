@@ -38,14 +38,15 @@ def cmd_templates_register(args: argparse.Namespace) -> int:
 
 def cmd_pipeline_start(args: argparse.Namespace) -> int:
     from components.core.overrides import build_config
-    from pipelines.controller import build_plan, describe_plan, start_pipeline
+    from pipelines.controller import build_plan, start_pipeline
+    from pipelines.fleet_commands import print_plan
     from pipelines.grid import parse_grid
 
     grid = parse_grid(args.overrides, args.multirun)
     cfg = build_config(list(grid.fixed))
     plan = build_plan(cfg, args.queue, args.controller_queue, args.project, grid=grid)
     if args.dry_run:
-        print(json.dumps(describe_plan(plan, cfg, args.controller_queue), indent=2))
+        print_plan(plan, args.json)
         return 0
     source = None
     if args.repo or args.branch or args.commit:
@@ -97,8 +98,9 @@ def _run_sweep(request: SweepRequest, args: argparse.Namespace) -> int:
     base = (Task.get_task(task_id=args.template_id) if args.template_id
             else find_templates(args.project, [request.stage])[request.stage])
     check_template(request.stage, base.get_parameters(), space)
+    queue = args.queue or default_queue(request.stage)
     job = SweepJob(request.stage, request.params, request.objective_title, request.objective_series,
-                   request.direction, base.id, args.queue, args.concurrency, args.total_jobs, DEFAULT_SWEEP_PROJECT,
+                   request.direction, base.id, queue, args.concurrency, args.total_jobs, DEFAULT_SWEEP_PROJECT,
                    args.time_limit_minutes, args.job_time_limit_minutes, args.top)
     if not args.remote:
         run_here(job)
@@ -109,13 +111,22 @@ def _run_sweep(request: SweepRequest, args: argparse.Namespace) -> int:
     return 0
 
 
+def default_queue(stage: str) -> str:
+    """Where a job of `stage` goes with no --queue: the fleet class its estimate fits under the defaults."""
+    from components.core.config import AppConfig
+    from pipelines.fleet import parse_classes, place
+
+    cfg = AppConfig()
+    return place(stage, stage, cfg, parse_classes(cfg.fleet.queues)).queue
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from pipelines.sweep import parse_space
 
     request = resolve_sweep(args)
     if args.dry_run:
         space = [asdict(p) for p in parse_space(request.stage, request.params)]
-        print(json.dumps({**asdict(request), "space": space, "queue": args.queue,
+        print(json.dumps({**asdict(request), "space": space, "queue": args.queue or default_queue(request.stage),
                           "total_jobs": args.total_jobs, "concurrency": args.concurrency}, indent=2))
         return 0
     return _run_sweep(request, args)
@@ -136,14 +147,16 @@ def _add_templates(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_pipeline(sub: argparse._SubParsersAction) -> None:
-    from pipelines.controller import DEFAULT_CONTROLLER_QUEUE, DEFAULT_STEP_QUEUE
+    from pipelines.controller import DEFAULT_CONTROLLER_QUEUE
+    from pipelines.fleet_commands import add_plan_parser
     from pipelines.templates import DEFAULT_TASK_IMAGE, DEFAULT_TEMPLATE_PROJECT
 
     group = sub.add_parser("pipeline", help="the DAG as a ClearML pipeline")
-    actions = group.add_subparsers(dest="pipeline_command", required=True, metavar="{start}")
+    actions = group.add_subparsers(dest="pipeline_command", required=True, metavar="{start,plan}")
     p = actions.add_parser("start", help="enqueue the pipeline controller (steps clone the templates)")
     p.add_argument("overrides", nargs="*", help="group=preset or section.field=value")
-    p.add_argument("--queue", default=DEFAULT_STEP_QUEUE, help="queue of the steps (GPU agents)")
+    p.add_argument("--queue", help="one queue for every step (a one-class fleet); default: each step on the "
+                                   "fleet.queues class its memory estimate fits (see `slm pipeline plan`)")
     p.add_argument("--controller-queue", default=DEFAULT_CONTROLLER_QUEUE,
                    help="queue of the controller (a CPU agent); never the steps' queue")
     p.add_argument("--project", default=DEFAULT_TEMPLATE_PROJECT, help="ClearML project of the templates")
@@ -153,13 +166,15 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repo", help="repository the controller runs from (default: the templates')")
     p.add_argument("--branch", help="its branch (default: the templates')")
     p.add_argument("--commit", help="its commit (default: the templates')")
-    p.add_argument("--dry-run", action="store_true", help="print the plan as JSON; no server needed")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (as `slm pipeline plan`); no server")
+    p.add_argument("--json", action="store_true", help="with --dry-run: the plan as a JSON list of steps")
     p.set_defaults(func=cmd_pipeline_start)
+    add_plan_parser(actions)
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
     from pipelines import sweep
-    from pipelines.controller import DEFAULT_CONTROLLER_QUEUE, DEFAULT_STEP_QUEUE
+    from pipelines.controller import DEFAULT_CONTROLLER_QUEUE
     from pipelines.sweep import DIRECTIONS, STAGE_METRICS, SWEEP_PRESETS
     from pipelines.templates import DEFAULT_TASK_IMAGE, DEFAULT_TEMPLATE_PROJECT
 
@@ -177,7 +192,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--total-jobs", type=int, default=10)
     p.add_argument("--time-limit-minutes", type=float, help="for the whole sweep")
     p.add_argument("--job-time-limit-minutes", type=float, help="a job running longer is aborted")
-    p.add_argument("--queue", default=DEFAULT_STEP_QUEUE, help="queue of the jobs")
+    p.add_argument("--queue", help="queue of the jobs (default: the fleet.queues class the stage's memory "
+                                   "estimate fits with the default config)")
     p.add_argument("--template-id", help="base task to clone (default: the stage's registered template)")
     p.add_argument("--project", default=DEFAULT_TEMPLATE_PROJECT, help="ClearML project of the templates")
     p.add_argument("--top", type=int, default=5, help="best jobs listed at the end")

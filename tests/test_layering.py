@@ -12,7 +12,7 @@ from helpers import ROOT
 
 LAYERS = ("components", "clearml_tasks", "pipelines")
 # components/ sub-packages by rank: a module imports its own sub-package and core; stages import anything below.
-SUBPACKAGES = {"core": 0, "data": 1, "backends": 1, "analysis": 1, "stages": 2}
+SUBPACKAGES = {"core": 0, "data": 1, "backends": 1, "analysis": 1, "stages": 2, "fleet": 2}
 # Plain data that core reads: the backend registry names each backend as a "module:Class" string and imports
 # only core, so core.config can list generation.backend's choices without importing a backend.
 CORE_LEVEL = {"components.backends.registry"}

@@ -285,6 +285,24 @@ class ClearMLConfig:
 
 
 @dataclass
+class FleetConfig:
+    """Where a pipeline's steps run on a ClearML fleet: one queue per GPU memory class, served by one agent
+    per GPU (`slm fleet agents`), and a CPU queue for the steps without GPU work. Read by `slm pipeline`,
+    not by any stage."""
+    queues: str = _f("cpu:0,gpu-16gb:16,gpu-24gb:24,gpu-80gb:80",
+                     "queue classes as name:GB, comma-separated: each GPU step goes to the smallest class whose GB "
+                     "hold its memory estimate + reserve_gb (an out-of-memory failure moves it to the next larger "
+                     "one); the 0 GB class takes the steps that need no GPU")
+    reserve_gb: float = _f(2.0, "GB kept free on a card beyond a step's estimate (the estimate's error, other "
+                                "processes)")
+    retries: int = _f(3, "retries of a failed step on its own class; an out-of-memory failure moves up instead")
+
+    def __post_init__(self):
+        _check(self.reserve_gb >= 0, "fleet.reserve_gb", "a non-negative number", self.reserve_gb)
+        _check(self.retries >= 0, "fleet.retries", "a non-negative integer", self.retries)
+
+
+@dataclass
 class AppConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -295,6 +313,7 @@ class AppConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     clearml: ClearMLConfig = field(default_factory=ClearMLConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
 
     def value(self, key: str) -> Any:
         """A field by its `section.field` key (the DAG's and the overrides' way of naming it)."""

@@ -1,7 +1,8 @@
 """Memory per operation: CPU RSS (psutil), torch.cuda allocator figures and the device total (pynvml).
 
-`memory_usage.json` = {"detailed_log": [one snapshot per operation], "peak_usage": {...}}. The CPU peak
-is the process's high-water mark (ru_maxrss), so a spike between two snapshots is not missed.
+`memory_usage.json` = {"detailed_log": [one snapshot per operation], "peak_usage": {...}, and on a GPU
+"energy": {...}}. The CPU peak is the process's high-water mark (ru_maxrss), so a spike between two
+snapshots is not missed. The energy counter starts with the log (components.core.energy).
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
+
+from components.core.energy import GpuEnergy
 
 MB = 1024 * 1024
 
@@ -59,6 +62,8 @@ def _nvml_used_mb() -> float:
 class MemoryLog:
     started: float = field(default_factory=time.perf_counter)
     detailed_log: list[dict] = field(default_factory=list)
+    gpu_energy: GpuEnergy = field(default_factory=lambda: GpuEnergy().start())  # from the step's start
+    _energy: dict | None = None
 
     def record(self, operation: str) -> dict:
         entry = {"operation": operation, "elapsed_seconds": round(time.perf_counter() - self.started, 3),
@@ -79,5 +84,14 @@ class MemoryLog:
                 "reserved_gpu_ram_mb": round(max([e.get("reserved_gpu_ram_mb", 0.0) for e in logged]
                                                  + [gpu["reserved_gpu_ram_mb"]]), 1)}
 
+    def energy(self) -> dict:
+        """The step's GPU energy and mean power (components.core.energy), read once at its end; {} without
+        a GPU."""
+        if self._energy is None:
+            self._energy = self.gpu_energy.stop()
+        return self._energy
+
     def to_dict(self) -> dict:
-        return {"detailed_log": self.detailed_log, "peak_usage": self.peak_usage()}
+        energy = self.energy()
+        return {"detailed_log": self.detailed_log, "peak_usage": self.peak_usage(),
+                **({"energy": energy} if energy else {})}

@@ -170,7 +170,7 @@ def run_benchmark(cfg: AppConfig, ingest_dir: Path, finetune_dir: Path, output_d
         **{f"generation_seconds_{m}": round(seconds[m], 3) for m in MODELS},
         **{f"generated_tokens_per_second_{m}": round(sum(r["new_tokens"] for r in rows[m]) / seconds[m], 2)
            if seconds[m] else 0.0 for m in MODELS},
-        **memory.peak_usage(), "duration_seconds": round(time.perf_counter() - started, 3),
+        **memory.peak_usage(), **memory.energy(), "duration_seconds": round(time.perf_counter() - started, 3),
         "summary": summary,
     }
     plot_paths = write_plots(summary, rows, output_dir)

@@ -52,7 +52,7 @@ def assemble_results(cfg: AppConfig, mode: str, rows: list[dict], generator: Gen
         model_size_bytes=generator.model_size_bytes, model_size_mb=round(generator.model_size_bytes / MB, 2),
         retriever_index_size_bytes=contexts.index_size_bytes,
         retriever_index_size_mb=round(contexts.index_size_bytes / MB, 3),
-        **memory.peak_usage(),
+        **memory.peak_usage(), **memory.energy(),
         duration_seconds=round(time.perf_counter() - started, 3),
         load_seconds=round(timing["load_model_seconds"], 3), generation_seconds=round(generation_seconds, 3),
         seconds_per_question=round(generation_seconds / len(rows), 4) if rows else 0.0,

@@ -307,7 +307,7 @@ def run_finetune(cfg: AppConfig, ingest_dir: Path, output_dir: Path, callbacks: 
                   plots.learning_rate(trainer.state.log_history, output_dir / LR_PLOT)]
     results = {
         "method": cfg.finetune.method, "mode": cfg.finetune.mode, "model": cfg.model.name,
-        **training_summary(trainer, output, throughput, model), **memory.peak_usage(),
+        **training_summary(trainer, output, throughput, model), **memory.peak_usage(), **memory.energy(),
         "num_train_examples": len(train), "num_eval_examples": len(eval_set),
         "duration_seconds": round(time.perf_counter() - started, 3),
         "adapter_dir": str(adapter_dir), "plots": [str(p) for p in plot_paths],

@@ -69,6 +69,10 @@ def merge_shards(shard_dirs: list[Path], output_dir: Path) -> dict:
         num_batches=first["num_batches"], resumed_batches=sum(r["resumed_batches"] for r, _ in shards),
         shards=first["shards"],
         meta={**first["meta"], "config": {**config, "experiment": {**config["experiment"], "shard": -1}}})
+    if all("gpu_energy_joules" in r for r, _ in shards):  # the energy of all shards, each on its own GPU
+        joules = sum(r["gpu_energy_joules"] for r, _ in shards)
+        results.update(gpu_energy_joules=round(joules, 3),
+                       gpu_mean_power_watts=round(sum(r["gpu_mean_power_watts"] for r, _ in shards), 3))
     memory = [read_json(Path(d) / MEMORY_FILE) for d in shard_dirs]
     write_jsonl(output_dir / PREDICTIONS_FILE, rows)
     write_json(output_dir / MEMORY_FILE, {

@@ -1,6 +1,6 @@
-"""The DAG compiled for ClearML: the plan (pure), `pipeline start --dry-run`, the templates' parameters,
-and the PipelineController built offline with placeholder template ids (in a subprocess: ClearML's
-Task is process-global)."""
+"""The DAG compiled for ClearML: the plan (pure; each step on its fleet class), `pipeline start --dry-run`,
+the templates' parameters, and the PipelineController built offline with placeholder template ids (in a
+subprocess: ClearML's Task is process-global), its retry policy surviving the rebuild on an agent."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,7 @@ from components.core.config import AppConfig, GenerationConfig, field_types, sec
 from components.core.errors import UserError, run_guarded
 from components.core.overrides import build_config
 from pipelines import server_commands, templates
-from pipelines.controller import (PIPELINE_PARAMETERS, build_controller, build_plan, describe_plan,
+from pipelines.controller import (PIPELINE_PARAMETERS, build_controller, build_plan, pipeline_parameters,
                                   samples_without_seed)
 from helpers import ROOT, run_offline_script
 from pipelines.dag import referenced_steps
@@ -50,7 +50,7 @@ def test_plan_has_every_step_with_its_parents_queue_and_cache():
         assert step["parents"] == PARENTS[step["name"]]
         assert step["execution_queue"] == "gpu"
         assert step["cache_executed_step"] is True
-        assert step["retry_on_failure"] == 1
+        assert step["retry_on_failure"] == AppConfig().fleet.retries
         assert step["template_project"] == "p/templates"
         assert step["template_name"] == step["stage"]
 
@@ -110,9 +110,8 @@ def test_steps_carry_only_what_their_output_depends_on():
 
 def test_pipeline_knobs_are_references_with_the_config_value_as_default():
     cfg = build_config(OVERRIDES)
-    document = describe_plan(build_plan(cfg), cfg, "services")
-    assert document["parameters"]["max_samples"] == 10
-    assert document["parameters"]["model_path"] == "Qwen/Qwen3-0.6B"
+    assert pipeline_parameters(cfg)["max_samples"] == 10
+    assert pipeline_parameters(cfg)["model_path"] == "Qwen/Qwen3-0.6B"
     override = plan_by_name(*OVERRIDES)["eval_no_context"]["parameter_override"]
     assert override["experiment/max_samples"] == "${pipeline.max_samples}"
     assert override["model/path"] == "${pipeline.model_path}"
@@ -131,8 +130,8 @@ def test_controller_and_steps_on_one_queue_is_refused():
     with pytest.raises(UserError, match="#1328"):
         build_plan(AppConfig(), queue="gpu", controller_queue="gpu")
     plan = build_plan(AppConfig())
-    with pytest.raises(UserError, match="deadlock"):
-        build_controller(plan, AppConfig(), controller_queue="gpu", base_task_ids={})
+    with pytest.raises(UserError, match="deadlock"):  # the CPU class is a step queue too
+        build_controller(plan, AppConfig(), controller_queue="cpu", base_task_ids={})
 
 
 def test_missing_template_id_is_an_error_before_any_clearml_call():
@@ -142,11 +141,13 @@ def test_missing_template_id_is_an_error_before_any_clearml_call():
 
 
 def test_dry_run_prints_the_plan_as_json(capsys):
-    assert slm(["pipeline", "start", "--dry-run", "experiment.max_samples=5"]) == 0
-    document = json.loads(capsys.readouterr().out)
-    assert [s["name"] for s in document["steps"]] == STEPS
-    assert document["parameters"]["max_samples"] == 5
-    assert document["pipeline"]["controller_queue"] == "services"
+    assert slm(["pipeline", "start", "--dry-run", "--json", "experiment.max_samples=5"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in plan] == STEPS
+    assert {s["name"]: s["queue"] for s in plan} == {
+        "ingest": "cpu", "index": "cpu", "eval_no_context": "gpu-16gb", "eval_oracle_context": "gpu-16gb",
+        "eval_retriever_context": "gpu-16gb", "finetune": "gpu-16gb", "benchmark": "gpu-16gb", "report": "cpu"}
+    assert all((s["estimate_gb"] is None) == (not STAGES[s["stage"]].gpu) for s in plan)
 
 
 def test_dry_run_with_one_queue_for_both_fails_with_exit_2(capsys):
@@ -250,7 +251,7 @@ def test_controller_builds_offline_with_placeholder_ids(tmp_path):
     for step in built["plan"]:
         node = built["nodes"][step["name"]]
         assert node["parents"] == step["parents"]
-        assert node["queue"] == "gpu"
+        assert node["queue"] == step["execution_queue"]
         assert node["parameters"] == step["parameter_override"]
         assert node["cache"] is True
         assert node["base_task_id"] == f"template-{step['stage']}"
@@ -260,13 +261,24 @@ def test_controller_builds_offline_with_placeholder_ids(tmp_path):
 
 ROUND_TRIP = """
 import json, sys
+from types import SimpleNamespace
 from clearml import PipelineController, Task
 Task.set_offline(True)
 from components.core.overrides import build_config
 from clearml_tasks.stages import STAGES
-from pipelines.controller import DEFAULT_RETRIES, build_controller, build_plan, controller_class
+from pipelines.controller import build_controller, build_plan, controller_class
+from pipelines.fleet import FleetRetry
 
-cfg = build_config([])
+
+class FailedTask:  # what the retry policy reads of a failed step task
+    def __init__(self, log):
+        self.log, self.data, self.texts = log, SimpleNamespace(status_reason="worker execution exit code 1"), []
+    def reload(self): pass
+    def get_reported_console_output(self, number_of_reports=1): return [self.log]
+    def get_logger(self): return SimpleNamespace(report_text=self.texts.append)
+
+
+cfg = build_config(["fleet.queues=cpu:0,gpu-16gb:16,gpu-80gb:80"])
 built = build_controller(build_plan(cfg), cfg, "services", {stage: f"template-{stage}" for stage in STAGES})
 dag = json.loads(json.dumps(built._serialize(), default=str))
 result = {}
@@ -274,19 +286,23 @@ for label, cls in (("clearml", PipelineController), ("ours", controller_class())
     # an agent's process: nothing registered by add_step, the DAG read back from the task
     PipelineController._retries.clear()
     PipelineController._retries_callbacks.clear()
-    rebuilt = cls(name="", project="", always_create_from_code=False, retry_on_failure=DEFAULT_RETRIES)
+    rebuilt = cls(name="", project="", always_create_from_code=False, retry_on_failure=FleetRetry())
     rebuilt._deserialize(dag, force=True)
+    rebuilt.get_parameters = lambda: {"fleet_queues": "cpu:0,gpu-16gb:16,gpu-80gb:80", "fleet_retries": "3"}
     node = rebuilt._nodes["eval_no_context"]
-    first = rebuilt._call_retries_callback(node)
-    rebuilt._retries[node.name] = 1
-    result[label] = [sorted(rebuilt._nodes) == sorted(dag), first, rebuilt._call_retries_callback(node)]
+    task = FailedTask("loading...\\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    node.job = SimpleNamespace(task=task)
+    queue_before = node.queue
+    moved = rebuilt._call_retries_callback(node)
+    result[label] = [sorted(rebuilt._nodes) == sorted(dag), queue_before, bool(moved), node.queue, task.texts]
 with open(sys.argv[1], "w") as f:
     json.dump(result, f)
 Task.current_task().close()
 """
 
 
-def test_a_failed_step_is_retried_once_after_the_dag_is_rebuilt_on_an_agent(tmp_path):
+def test_an_out_of_memory_step_moves_up_after_the_dag_is_rebuilt_on_an_agent(tmp_path):
     retries = run_offline_script(ROUND_TRIP, tmp_path)
-    assert retries["clearml"] == [True, False, False]  # ClearML's own controller forgets the retry (the bug)
-    assert retries["ours"] == [True, True, False]  # retried once, then not again
+    assert retries["clearml"][:3] == [True, "gpu-16gb", False]  # ClearML's own controller forgets the retry
+    assert retries["ours"] == [True, "gpu-16gb", True, "gpu-80gb",
+                               ["step eval_no_context: out of memory on gpu-16gb; re-enqueued on gpu-80gb"]]
