@@ -1,4 +1,5 @@
-"""Retrievers (BM25, dense, hybrid) and their on-disk indexes (the index stage: tests/components/stages/test_index.py)."""
+"""Retrievers (BM25, dense, hybrid) and their on-disk indexes (the index stage and its hit@k:
+tests/components/stages/test_index.py)."""
 from __future__ import annotations
 
 from pathlib import Path
