@@ -2,6 +2,8 @@
 artifact keeps the step's folder name (the tracker: test_tracker.py; inputs: test_inputs.py)."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import clearml_tasks._task as task_glue
 from clearml_tasks._tracker import NullTracker
 from components.core.errors import UserError
 from components.core.overrides import build_config
+from helpers import ROOT
 
 
 class Recorder(NullTracker):
@@ -60,3 +63,32 @@ def test_output_artifact_folder_keeps_the_step_name_without_nested_steps(tmp_pat
     with task_glue.own_outputs(tmp_path / "oracle100" / "ingest") as folder:
         assert folder == tmp_path / "oracle100" / "ingest"  # nothing to leave out: the folder itself
 
+
+def test_a_needed_input_left_unset_is_one_line_not_a_key_error(recorder, tmp_path):
+    """`python clearml_tasks/index.py` (or a template enqueued with inputs/ingest empty) used to fail in the
+    body with `KeyError: 'ingest'`."""
+    def body(cfg, inputs, output_dir, tracker):
+        return {"read": inputs["ingest"]}
+
+    with pytest.raises(UserError) as err:
+        task_glue.run_stage("index", body, build_config([]), {"ingest": ""}, tmp_path, "online")
+    assert str(err.value).startswith("inputs/ingest is not set: the index stage reads the ingest stage's output")
+    assert recorder.closed_with == [str(err.value)]
+    # an input the stage does not read in this config may stay empty (eval reads the index only to retrieve)
+    results = task_glue.run_stage("eval", lambda *a: {"n": 1}, build_config([]), {"ingest": str(tmp_path), "index": ""},
+                                  tmp_path / "eval", "online")
+    assert results["n"] == 1
+    with pytest.raises(UserError, match="^inputs/index is not set"):
+        task_glue.run_stage("eval", lambda *a: {}, build_config(["experiment.mode=retriever_context"]),
+                            {"ingest": str(tmp_path), "index": ""}, tmp_path / "eval", "online")
+
+
+def test_a_template_entry_without_its_input_exits_2_with_one_line(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
+           "SLM_CACHE_DIR": str(tmp_path / "c"), "CLEARML_CACHE_DIR": str(tmp_path / "clearml"), "CLEARML_CONFIG_FILE": str(tmp_path / "none.conf")}
+    out = subprocess.run([sys.executable, str(ROOT / "clearml_tasks" / "index.py"),
+                          f"experiment.output_dir={tmp_path / 'out'}"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.splitlines()[-1].startswith("error: inputs/ingest is not set")
+    assert "Traceback" not in out.stderr
