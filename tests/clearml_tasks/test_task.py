@@ -85,7 +85,8 @@ def test_a_needed_input_left_unset_is_one_line_not_a_key_error(recorder, tmp_pat
 
 def test_a_template_entry_without_its_input_exits_2_with_one_line(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
-           "SLM_CACHE_DIR": str(tmp_path / "c"), "CLEARML_CACHE_DIR": str(tmp_path / "clearml"), "CLEARML_CONFIG_FILE": str(tmp_path / "none.conf")}
+           "SLM_CACHE_DIR": str(tmp_path / "c"), "CLEARML_CACHE_DIR": str(tmp_path / "clearml"),
+           "CLEARML_CONFIG_FILE": str(tmp_path / "none.conf")}
     out = subprocess.run([sys.executable, str(ROOT / "clearml_tasks" / "index.py"),
                           f"experiment.output_dir={tmp_path / 'out'}"], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=180)
