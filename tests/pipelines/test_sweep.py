@@ -2,14 +2,12 @@
 with Optuna (in a subprocess: ClearML's Task is process-global), and the summary (#473, #644)."""
 from __future__ import annotations
 
-import argparse
 import json
 from types import SimpleNamespace
 
 import pytest
 
 from components.core.errors import UserError
-from pipelines import server_commands
 from pipelines.sweep import (STAGE_METRICS, SWEEP_PRESETS, ParamSpec, check_template,
                              format_summary, infer_stage, parse_objective, parse_param, parse_space,
                              stage_parameter_types, summarize_sweep, validate_objective)
@@ -135,30 +133,6 @@ def test_an_eval_sweep_needs_the_index_only_when_a_job_retrieves():
     check_template("eval", {**params, "experiment/mode": "oracle_context"}, closed_book)
     with pytest.raises(UserError, match="no inputs/index"):
         check_template("eval", {**params, "experiment/mode": "retriever_context"}, closed_book)
-
-
-def sweep_cli(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="slm")
-    server_commands.register(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(["sweep", *argv])
-
-
-def test_cli_merges_preset_and_params_and_needs_a_direction():
-    request = server_commands.resolve_sweep(sweep_cli(["--preset", "lora", "--param",
-                                                       "finetune/r=choice:8,16"]))
-    assert request.stage == "finetune" and request.direction == "min"
-    assert request.params[0] == "finetune/r=choice:8,16" and len(request.params) == 3
-    with pytest.raises(UserError, match="--direction"):
-        server_commands.resolve_sweep(sweep_cli(["--param", "finetune/r=int:4:8",
-                                                 "--objective", "Summary/eval_loss"]))
-
-
-def test_cli_dry_run_prints_the_space(capsys):
-    args = sweep_cli(["--preset", "retriever", "--dry-run"])
-    assert args.func(args) == 0
-    document = json.loads(capsys.readouterr().out)
-    assert document["stage"] == "eval" and document["objective_series"] == "token_recall"
-    assert document["space"][0] == {"key": "retriever/top_k", "kind": "int", "values": [1, 10, 1]}
 
 
 class FakeJob:
