@@ -63,6 +63,11 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
     try:
         cfg = connect_config(tracker, cfg, spec.sections)
         inputs = tracker.connect_section(dict(inputs), name="inputs")
+        missing = [name for name in spec.needed_inputs(cfg) if not inputs.get(name)]
+        if missing:  # else the body fails on a KeyError: a traceback instead of one line
+            raise UserError(f"inputs/{missing[0]} is not set: the {stage} stage reads the {missing[0]} stage's output "
+                            f"(give a finished {missing[0]} task's id or a local output folder; `slm run` wires every "
+                            "input)")
         input_dirs = {k: [resolve_input(k, part) for part in v.split(",")] if k in spec.many else resolve_input(k, v)
                       for k, v in inputs.items() if v}
         cfg = with_parent_sections(cfg, stage, input_dirs)

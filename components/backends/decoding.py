@@ -5,7 +5,7 @@ Why not `model.generate`: on CPU most eval time is prefill of a prompt head that
 stopped. Here the shared head is run once and its KV cache is copied into every batch; the batch is
 laid out as [shared head | left-padded rest], with position ids from the attention mask so the padding
 in the middle is invisible; finished rows are dropped from the batch and cache at once.
-Greedy outputs match `model.generate` token for token (tests/test_decoding.py).
+Greedy outputs match `model.generate` token for token (tests/components/backends/test_decoding.py).
 """
 from __future__ import annotations
 

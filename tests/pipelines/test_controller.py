@@ -1,24 +1,18 @@
-"""The DAG compiled for ClearML: the plan (pure; each step on its fleet class), `pipeline start --dry-run`,
-the templates' parameters, and the PipelineController built offline with placeholder template ids (in a
-subprocess: ClearML's Task is process-global), its retry policy surviving the rebuild on an agent."""
+"""The DAG compiled for ClearML: the plan (pure; each step on its fleet class), the templates' parameters, and the PipelineController built offline with placeholder template ids (in a
+subprocess: ClearML's Task is process-global), its retry policy surviving the rebuild on an agent. The
+`--dry-run` command: tests/pipelines/test_server_commands.py."""
 from __future__ import annotations
-
-import argparse
-import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
 from clearml_tasks.stages import STAGES
 from components.core.config import AppConfig, GenerationConfig, field_types, section_types
-from components.core.errors import UserError, run_guarded
+from components.core.errors import UserError
 from components.core.overrides import build_config
-from pipelines import server_commands, templates
+from pipelines import templates
 from pipelines.controller import (PIPELINE_PARAMETERS, build_controller, build_plan, pipeline_parameters,
                                   samples_without_seed)
-from helpers import ROOT, run_offline_script
+from helpers import run_offline_script
 from pipelines.dag import referenced_steps
 
 STEPS = ["ingest", "index", "eval_no_context", "eval_oracle_context", "eval_retriever_context", "finetune",
@@ -33,14 +27,6 @@ OVERRIDES = ["model=qwen_0.6b", "experiment.max_samples=10", "generation.max_new
 
 def plan_by_name(*overrides: str, **kwargs) -> dict[str, dict]:
     return {step["name"]: step for step in build_plan(build_config(list(overrides)), **kwargs)}
-
-
-def slm(argv: list[str]) -> int:
-    """`slm ...` with the server commands registered, as pipelines.cli.main runs a command."""
-    parser = argparse.ArgumentParser(prog="slm")
-    server_commands.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return run_guarded(lambda: args.func(args))
 
 
 def test_plan_has_every_step_with_its_parents_queue_and_cache():
@@ -140,37 +126,6 @@ def test_missing_template_id_is_an_error_before_any_clearml_call():
         build_controller(plan, AppConfig(), base_task_ids={s: "x" for s in STAGES if s != "benchmark"})
 
 
-def test_dry_run_prints_the_plan_as_json(capsys):
-    assert slm(["pipeline", "start", "--dry-run", "--json", "experiment.max_samples=5"]) == 0
-    plan = json.loads(capsys.readouterr().out)
-    assert [s["name"] for s in plan] == STEPS
-    assert {s["name"]: s["queue"] for s in plan} == {
-        "ingest": "cpu", "index": "cpu", "eval_no_context": "gpu-16gb", "eval_oracle_context": "gpu-16gb",
-        "eval_retriever_context": "gpu-16gb", "finetune": "gpu-16gb", "benchmark": "gpu-16gb", "report": "cpu"}
-    assert all((s["estimate_gb"] is None) == (not STAGES[s["stage"]].gpu) for s in plan)
-
-
-def test_dry_run_with_one_queue_for_both_fails_with_exit_2(capsys):
-    assert slm(["pipeline", "start", "--dry-run", "--queue", "services"]) == 2
-    assert "#1328" in capsys.readouterr().err
-
-
-def test_dry_run_touches_no_server_and_never_imports_clearml():
-    code = textwrap.dedent("""
-        import argparse, contextlib, io, sys
-        from pipelines import server_commands
-        parser = argparse.ArgumentParser()
-        server_commands.register(parser.add_subparsers(dest="command"))
-        args = parser.parse_args(["pipeline", "start", "--dry-run"])
-        with contextlib.redirect_stdout(io.StringIO()):
-            assert args.func(args) == 0
-        print("clearml" in sys.modules)
-    """)
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
-
-
 def test_template_parameters_are_the_sections_and_inputs_the_stage_connects():
     data = AppConfig().to_dict()
     for stage in STAGES:
@@ -221,7 +176,7 @@ BUILD_OFFLINE = """
 import json, sys
 from clearml import Task
 Task.set_offline(True)
-from components.core.errors import UserError, run_guarded
+from components.core.errors import UserError
 from components.core.overrides import build_config
 from pipelines.controller import build_controller, build_plan
 from clearml_tasks.stages import STAGES

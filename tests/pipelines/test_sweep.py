@@ -2,14 +2,11 @@
 with Optuna (in a subprocess: ClearML's Task is process-global), and the summary (#473, #644)."""
 from __future__ import annotations
 
-import argparse
-import json
 from types import SimpleNamespace
 
 import pytest
 
 from components.core.errors import UserError
-from pipelines import server_commands
 from pipelines.sweep import (STAGE_METRICS, SWEEP_PRESETS, ParamSpec, check_template,
                              format_summary, infer_stage, parse_objective, parse_param, parse_space,
                              stage_parameter_types, summarize_sweep, validate_objective)
@@ -137,30 +134,6 @@ def test_an_eval_sweep_needs_the_index_only_when_a_job_retrieves():
         check_template("eval", {**params, "experiment/mode": "retriever_context"}, closed_book)
 
 
-def sweep_cli(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="slm")
-    server_commands.register(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(["sweep", *argv])
-
-
-def test_cli_merges_preset_and_params_and_needs_a_direction():
-    request = server_commands.resolve_sweep(sweep_cli(["--preset", "lora", "--param",
-                                                       "finetune/r=choice:8,16"]))
-    assert request.stage == "finetune" and request.direction == "min"
-    assert request.params[0] == "finetune/r=choice:8,16" and len(request.params) == 3
-    with pytest.raises(UserError, match="--direction"):
-        server_commands.resolve_sweep(sweep_cli(["--param", "finetune/r=int:4:8",
-                                                 "--objective", "Summary/eval_loss"]))
-
-
-def test_cli_dry_run_prints_the_space(capsys):
-    args = sweep_cli(["--preset", "retriever", "--dry-run"])
-    assert args.func(args) == 0
-    document = json.loads(capsys.readouterr().out)
-    assert document["stage"] == "eval" and document["objective_series"] == "token_recall"
-    assert document["space"][0] == {"key": "retriever/top_k", "kind": "int", "values": [1, 10, 1]}
-
-
 class FakeJob:
     def __init__(self, status: str):
         self._status = status
@@ -227,45 +200,6 @@ def test_optimizer_builds_offline_with_optuna(tmp_path):
     assert built["objective"] == ["Summary", "eval_loss"] and built["sign"] == -1
     assert (built["queue"], built["concurrency"], built["total_jobs"]) == ("gpu", 3, 6)
     assert built["max_iteration"] > 0
-
-
-def test_stopping_a_finished_sweep_does_not_wait_for_the_reporter_to_wake():
-    """ClearML's stop() joins the reporting thread without waking it once the optimization thread ended;
-    that thread sleeps for its report period (minutes) first. stop_optimizer wakes it."""
-    import threading
-    import time
-
-    from clearml.automation import HyperParameterOptimizer
-
-    from pipelines.sweep_runner import stop_optimizer
-
-    optimizer = HyperParameterOptimizer.__new__(HyperParameterOptimizer)  # the state after a finished sweep
-    optimizer._thread, optimizer.optimizer = None, None
-    optimizer._stop_event = threading.Event()
-    optimizer._thread_reporter = threading.Thread(target=optimizer._stop_event.wait, args=(300,), daemon=True)
-    optimizer._thread_reporter.start()
-    started = time.perf_counter()
-    stop_optimizer(optimizer)
-    assert time.perf_counter() - started < 5 and not optimizer._thread_reporter.is_alive()
-
-
-def test_a_sweep_job_round_trips_through_its_task_configuration():
-    from dataclasses import asdict
-
-    from pipelines.sweep_runner import SweepJob
-
-    job = SweepJob("finetune", ["finetune/r=int:4:8"], "Summary", "eval_loss", "min", "tmpl", "gpu", 2, 4,
-                   "slm-experiments/sweeps", time_limit_minutes=30.0)
-    assert SweepJob(**json.loads(json.dumps(asdict(job)))) == job
-    assert job.task_name == "sweep finetune: Summary/eval_loss"
-
-
-def test_a_remote_sweep_on_its_jobs_queue_is_refused():
-    from pipelines.sweep_runner import SweepJob, launch_remote
-
-    job = SweepJob("finetune", ["finetune/r=int:4:8"], "Summary", "eval_loss", "min", "tmpl", "gpu", 2, 4, "p")
-    with pytest.raises(UserError, match="deadlock"):
-        launch_remote(job, "gpu", None, "image")
 
 
 def test_small_numbers_in_the_summary_keep_their_digits():

@@ -1,5 +1,5 @@
 """The batch plan (fixed up front, so a resume recomputes exactly the batches of an uninterrupted run),
-its fingerprint, and the stop-string cut."""
+its fingerprint, the stop-string cut and the shared prompt prefix."""
 from __future__ import annotations
 
 import random
@@ -7,7 +7,7 @@ import random
 import pytest
 
 from components.core.config import GenerationConfig
-from components.backends.generation import cut_at_stop, plan_batches, plan_fingerprint
+from components.backends.generation import common_prefix_length, cut_at_stop, plan_batches, plan_fingerprint
 
 
 def _check_plan(lengths, batches, batch_size, max_batch_tokens=0):
@@ -96,3 +96,10 @@ def test_fingerprint_changes_with_what_outputs_depend_on(changed):
 ])
 def test_cut_at_stop(text, stops, expected):
     assert cut_at_stop(text, stops) == expected
+
+
+def test_common_prefix_leaves_every_prompt_a_token_of_its_own():
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2
+    assert common_prefix_length([[7], [7]]) == 0
+    assert common_prefix_length([]) == 0

@@ -1,12 +1,12 @@
-"""Typed config, presets and overrides (the command line itself: tests/pipelines/test_cli.py)."""
+"""Typed config: defaults, value parsing and checks, dict round trips (presets: test_presets.py; overrides:
+test_overrides.py; the command line itself: tests/pipelines/test_cli.py)."""
 from __future__ import annotations
 
 import pytest
 
 from components.core.config import AppConfig, all_keys
 from components.core.errors import UserError
-from components.core.overrides import apply_flat, build_config, changed_fields, parse_overrides
-from components.core.presets import GROUPS
+from components.core.overrides import build_config, changed_fields
 
 
 def test_defaults_build_and_are_valid():
@@ -17,78 +17,6 @@ def test_defaults_build_and_are_valid():
     assert cfg.model.name == "smollm2_135m_gguf"
     assert cfg.generation.stop_strings == ["\n"]
     assert changed_fields(cfg) == {}
-
-
-@pytest.mark.parametrize("group,name", [(g, n) for g, (table, _) in GROUPS.items() for n in table])
-def test_every_preset_builds(group, name):
-    table, name_key = GROUPS[group]
-    cfg = build_config([f"{group}={name}"])
-    data = cfg.to_dict()
-    for key, value in table[name].items():
-        section, field = key.split(".", 1)
-        assert data[section][field] == value, key
-    if name_key:
-        section, field = name_key.split(".", 1)
-        assert data[section][field] == name
-
-
-def test_test_10_samples_is_closed_book_on_ten():
-    cfg = build_config(["experiment_mode=test_10_samples"])
-    assert cfg.experiment.mode == "no_context"
-    assert cfg.experiment.max_samples == 10
-    assert build_config(["experiment_mode=test_100_samples"]).experiment.max_samples == 100
-
-
-@pytest.mark.parametrize("tokens", [
-    ["experiment_mode=test_10_samples", "experiment.max_samples=5"],
-    ["experiment.max_samples=5", "experiment_mode=test_10_samples"],  # presets first whatever the order
-])
-def test_field_overrides_apply_after_presets(tokens):
-    cfg = build_config(tokens)
-    assert cfg.experiment.max_samples == 5
-    assert cfg.experiment.mode == "no_context"
-
-
-def test_max_samples_combines_with_any_mode():
-    cfg = build_config(["experiment_mode=retriever_context", "experiment.max_samples=10"])
-    assert (cfg.experiment.mode, cfg.experiment.max_samples) == ("retriever_context", 10)
-    cfg = build_config(["experiment.max_samples=10", "experiment_mode=oracle_context"])
-    assert (cfg.experiment.mode, cfg.experiment.max_samples) == ("oracle_context", 10)
-
-
-def test_model_preset_then_field_override():
-    cfg = build_config(["model=qwen_0.6b", "model.path=/models/mine"])
-    assert cfg.model.name == "qwen_0.6b"
-    assert cfg.model.path == "/models/mine"
-    assert cfg.model.gguf_package == ""
-
-
-def test_unknown_key_names_it_and_suggests():
-    with pytest.raises(UserError) as e:
-        build_config(["experiment.max_sampels=3"])
-    msg = str(e.value)
-    assert "experiment.max_sampels" in msg
-    assert "did you mean experiment.max_samples" in msg
-
-
-def test_unknown_group_typo_suggests_the_group():
-    with pytest.raises(UserError, match="did you mean experiment_mode"):
-        build_config(["experiment_mod=test_10_samples"])
-
-
-def test_unknown_preset_names_group_and_lists_choices():
-    with pytest.raises(UserError) as e:
-        build_config(["model=qwen_06b"])
-    msg = str(e.value)
-    assert "model" in msg and "qwen_06b" in msg
-    assert "did you mean qwen_0.6b" in msg
-    for choice in GROUPS["model"][0]:
-        assert choice in msg
-    with pytest.raises(UserError) as e:
-        build_config(["experiment_mode=nonsense"])
-    assert "experiment_mode" in str(e.value)
-    for choice in GROUPS["experiment_mode"][0]:
-        assert choice in str(e.value)
 
 
 @pytest.mark.parametrize("token,key", [
@@ -111,12 +39,6 @@ def test_invalid_values_name_the_key(token, key):
     assert key in str(e.value)
 
 
-@pytest.mark.parametrize("token", ["experiment.max_samples", "=3", "experiment.max_samples 3"])
-def test_malformed_override_is_a_user_error(token):
-    with pytest.raises(UserError, match="key=value"):
-        parse_overrides([token])
-
-
 @pytest.mark.parametrize("text", ["[1,5]", "1,5", "[1, 5]", " 1, 5 ", "['1', '5']"])
 def test_int_lists_parse(text):
     assert build_config([f"retriever.hit_ks={text}"]).retriever.hit_ks == [1, 5]
@@ -137,30 +59,6 @@ def test_scalars_are_coerced():
     assert cfg.generation.temperature == pytest.approx(0.7)
     assert isinstance(cfg.generation.top_k, int) and cfg.generation.top_k == 5
     assert cfg.model.chat_template is False
-
-
-def test_apply_flat_takes_clearml_style_keys():
-    base = build_config(["experiment.max_samples=3"])
-    cfg = apply_flat(base, {"generation/max_new_tokens": "16", "experiment/mode": "oracle_context",
-                            "retriever/hit_ks": [1, 2], "generation/do_sample": False,
-                            "generation.stop_strings": ["\n", "."]})
-    assert cfg.generation.max_new_tokens == 16
-    assert cfg.experiment.mode == "oracle_context"
-    assert cfg.retriever.hit_ks == [1, 2]
-    assert cfg.generation.do_sample is False
-    assert cfg.generation.stop_strings == ["\n", "."]
-    assert cfg.experiment.max_samples == 3  # the base is kept
-    assert base.generation.max_new_tokens == 32  # and not mutated
-    with pytest.raises(UserError, match="generation.max_new_token"):
-        apply_flat(base, {"generation/max_new_token": "16"})
-
-
-def test_apply_flat_round_trips_every_value_of_a_config():
-    """What ClearML hands back (every field of every section, lists included) rebuilds the same config."""
-    cfg = build_config(["model=qwen_0.6b", "experiment_mode=retriever_context", "retriever.hit_ks=[2,4]",
-                        "generation.stop_strings=['\\n', '###']", "clearml.tags=a,b"])
-    flat = {f"{s}/{f}": v for s, fields in cfg.to_dict().items() for f, v in fields.items()}
-    assert apply_flat(AppConfig(), flat) == cfg
 
 
 def test_from_dict_round_trips():

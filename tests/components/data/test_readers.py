@@ -1,7 +1,6 @@
 """Readers: exact questions, passages and gold ids per format; detection; one-line errors at file:line."""
 from __future__ import annotations
 
-import gzip
 import shutil
 from pathlib import Path
 
@@ -172,19 +171,6 @@ def test_empty_file(tmp_path, content):
     with pytest.raises(UserError, match="empty file") as err:
         detect_format(path)
     assert str(path) in str(err.value)
-
-
-def test_truncated_gzip_and_non_utf8_name_the_line(tmp_path):
-    data = b"".join(b'{"question": "q%d", "answer": ["a"]}\n' % i for i in range(2000))
-    truncated = tmp_path / "cut.jsonl.gz"
-    truncated.write_bytes(gzip.compress(data)[:-40])
-    with pytest.raises(UserError, match=r"cut\.jsonl\.gz:\d+: corrupt compressed data"):
-        list(read_records(truncated, "nq_open"))
-
-    latin1 = tmp_path / "latin1.jsonl"
-    latin1.write_bytes('{"question": "q", "answer": ["a"]}\n{"question": "caf\xe9"}\n'.encode("latin-1"))
-    with pytest.raises(UserError, match=rf"{latin1}:2: not UTF-8"):
-        list(read_records(latin1, "nq_open"))
 
 
 def shared_file(relative: str) -> Path:

@@ -1,8 +1,7 @@
-"""Retrievers (BM25, dense, hybrid), their on-disk indexes, and the INDEX stage's hit@k."""
+"""Retrievers (BM25, dense, hybrid) and their on-disk indexes (the index stage and its hit@k:
+tests/components/stages/test_index.py)."""
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
 import pytest
@@ -10,15 +9,10 @@ import pytest
 from components.data import retrieval
 from components.core.config import RetrieverConfig
 from components.core.errors import UserError
-from components.core.fileio import dir_size_bytes, read_json, write_jsonl
-from components.stages.index import answer_hit_at_k, gold_hit_at_k, run_index
-from components.core.outputs import INDEX_RESULTS_FILE, INDEX_SUBDIR
+from components.core.fileio import dir_size_bytes, read_json
 from components.data.retrieval import (INDEX_MANIFEST, build_index, build_retriever, fuse, load_retriever,
                                   minmax)
-from components.data.schema import PASSAGES_FILE, QUESTIONS_FILE, Passage, Question
-
-from helpers import SHARED_DATA
-NQ_ORACLE = SHARED_DATA / "nq_open" / "nq-open-oracle.jsonl.gz"
+from components.data.schema import Passage
 
 CORPUS = [
     Passage("eiffel", "Eiffel Tower", "The Eiffel Tower is a wrought-iron lattice tower in Paris, completed in 1889."),
@@ -144,22 +138,6 @@ def test_minmax_and_fuse_by_hand():
     assert [pid for pid, _ in fuse(bm25, dense, 1.0, k=4)][:2] == ["c", "b"]
 
 
-def test_gold_and_answer_hit_at_k_by_hand():
-    questions = [
-        Question("q1", "?", ["Paris"], gold_passage_ids=["p2"]),
-        Question("q2", "?", ["1889"], gold_passage_ids=["p9"]),
-        Question("q3", "?", ["the Moon"]),  # no gold ids: left out of gold_hit, kept in answer_hit
-    ]
-    hits = [[("p1", 3.0), ("p2", 2.0)], [("p3", 1.0), ("p1", 0.5)], [("p3", 1.0)]]
-    assert gold_hit_at_k(hits, questions, 1) == 0.0
-    assert gold_hit_at_k(hits, questions, 2) == 0.5  # q1 at rank 2; q2's gold never retrieved
-    texts = {"p1": " tower in paris completed in 1889 ", "p2": " nothing ", "p3": " on moon "}
-    assert answer_hit_at_k(hits, questions, texts, 1) == pytest.approx(2 / 3)  # q1 and q3
-    texts["p1"] = " parisian towers "  # "paris" inside a longer word is not the answer
-    assert answer_hit_at_k(hits, questions, texts, 2) == pytest.approx(1 / 3)  # q3 only
-    assert gold_hit_at_k(hits, questions[2:], 1) is None
-
-
 def test_failed_build_leaves_no_index_folder(tmp_path, monkeypatch):
     def broken_save(self, index_dir):
         (index_dir / "half-written").write_text("x")
@@ -184,58 +162,3 @@ def test_failed_rebuild_keeps_the_previous_index(tmp_path, monkeypatch):
 def test_duplicate_passage_ids_are_a_user_error(tmp_path):
     with pytest.raises(UserError, match="duplicate passage id 'chess'"):
         build_index(RetrieverConfig(), CORPUS + [CORPUS[-1]], tmp_path / "index")
-
-
-def _write_ingest(folder: Path, passages: list[Passage], questions: list[Question]) -> Path:
-    write_jsonl(folder / PASSAGES_FILE, [p.to_dict() for p in passages])
-    write_jsonl(folder / QUESTIONS_FILE, [q.to_dict() for q in questions])
-    return folder
-
-
-def test_run_index_writes_results(tmp_path):
-    questions = [Question(f"q{i}", text, [], gold_passage_ids=[pid])
-                 for i, (text, pid) in enumerate(LEXICAL_QUERIES.items())]
-    questions.append(Question("qa", "Who discovered insulin?", ["Frederick Banting"]))
-    ingest = _write_ingest(tmp_path / "ingest", CORPUS, questions)
-    results = run_index(RetrieverConfig(kind="bm25", hit_ks=[1, 3]), ingest, tmp_path / "out")
-    assert read_json(tmp_path / "out" / INDEX_RESULTS_FILE) == results
-    assert results["gold_hit@1"] == 1.0 and results["answer_hit@1"] == pytest.approx(1 / 4)
-    size = read_json(tmp_path / "out" / INDEX_SUBDIR / INDEX_MANIFEST)["size_bytes"]
-    assert results["retriever_index_size_bytes"] == size
-    assert results["retriever_index_size_mb"] == round(size / 2**20, 3)
-    assert results["num_passages"] == len(CORPUS) and results["num_questions_with_gold"] == 3
-    assert results["queries_per_second"] > 0
-
-
-def test_run_index_rejects_missing_or_empty_passages(tmp_path):
-    with pytest.raises(UserError, match=f"{PASSAGES_FILE}: file not found"):
-        run_index(RetrieverConfig(), tmp_path, tmp_path / "out")
-    _write_ingest(tmp_path, [], [Question("q1", "?", ["a"])])
-    with pytest.raises(UserError, match=f"{PASSAGES_FILE}: no passages to index"):
-        run_index(RetrieverConfig(), tmp_path, tmp_path / "out")
-    assert not (tmp_path / "out").exists()
-
-
-def _nq_oracle_rows(limit: int) -> list[dict]:
-    with gzip.open(NQ_ORACLE, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for _, line in zip(range(limit), f)]
-
-
-@pytest.mark.skipif(not NQ_ORACLE.is_file(), reason="shared NQ data not present")
-def test_bm25_finds_real_nq_gold_passages(tmp_path):
-    from components.data.schema import passage_id
-
-    rows = _nq_oracle_rows(500)
-    passages, questions = {}, []
-    for i, row in enumerate(rows):
-        gold = [c for c in row["ctxs"] if c.get("isgold")]
-        for c in gold:
-            pid = passage_id(c["title"], c["text"])
-            passages[pid] = Passage(pid, c["title"], c["text"])
-        questions.append(Question(f"q{i}", row["question"], row["answers"],
-                                  [passage_id(c["title"], c["text"]) for c in gold]))
-    ingest = _write_ingest(tmp_path / "ingest", list(passages.values()), questions)
-    results = run_index(RetrieverConfig(kind="bm25", hit_ks=[1, 10]), ingest, tmp_path / "out")
-    # Measured 0.868 / 0.968 / 0.966 on these 500 questions; chance at 10 is 10/498.
-    assert 0.8 < results["gold_hit@1"] < results["gold_hit@10"] < 1.0
-    assert results["answer_hit@10"] > 0.9

@@ -1,7 +1,6 @@
 """S3 round trips over real HTTP against moto's S3 server on 127.0.0.1 (no MinIO binary needed)."""
 from __future__ import annotations
 
-import argparse
 import logging
 import socket
 import time
@@ -15,7 +14,6 @@ from moto.server import ThreadedMotoServer
 
 from components.core.errors import UserError
 from components.data.storage import download_s3, list_s3, parse_s3_uri, upload_s3
-from pipelines.data_commands import register
 
 SECRET = "s3cr3t-Do-Not-Leak-9f2c"
 ACCESS_KEY = "test-access-key"
@@ -209,22 +207,3 @@ def test_secret_never_in_errors_or_logs(bucket, aws_env, s3_server, monkeypatch,
         rendered = "".join(traceback.format_exception(e.value)) + repr(e.value)
         assert SECRET not in rendered
     assert all(SECRET not in record.getMessage() for record in caplog.records)
-
-
-def test_data_commands_upload_ls_download(bucket, tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="slm")
-    register(parser.add_subparsers(dest="command", required=True))
-
-    def slm(*argv: str) -> int:
-        args = parser.parse_args(argv)
-        return args.func(args)
-
-    src = tmp_path / "qa.jsonl"
-    src.write_text("{}\n")
-    assert slm("data", "upload", str(src), f"s3://{bucket}/nq/") == 0
-    assert slm("data", "ls", f"s3://{bucket}/") == 0
-    assert slm("data", "download", f"s3://{bucket}/nq/qa.jsonl", str(tmp_path / "down")) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out == [f"s3://{bucket}/nq/qa.jsonl", f"{3:>12}  nq/qa.jsonl", str(tmp_path / "down" / "qa.jsonl")]
-    assert slm("data", "ls", f"s3://{bucket}/nothing-here/") == 0
-    assert "no objects under" in capsys.readouterr().err

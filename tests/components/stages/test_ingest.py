@@ -1,11 +1,8 @@
-"""Ingest: sources, the written files, the deterministic split, and nothing left behind on failure."""
+"""Ingest: the written files, the deterministic split, and nothing left behind on failure."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,7 @@ from components.core.errors import UserError
 from components.stages.ingest import choose_test_ids, run_ingest
 from components.data.schema import (INGEST_MANIFEST, PASSAGES_FILE, QUESTIONS_FILE, TEST_FILE, TRAIN_FILE,
                                Passage, Question)
-from components.data.sources import BUILTIN_DATASETS, display_source, resolve_source
+from components.data.sources import BUILTIN_DATASETS
 
 from helpers import FIXTURES, SHARED_DATA
 OUTPUT_FILES = {QUESTIONS_FILE, PASSAGES_FILE, TRAIN_FILE, TEST_FILE, INGEST_MANIFEST}
@@ -133,78 +130,6 @@ def test_no_questions_is_an_error(tmp_path):
     with pytest.raises(UserError, match=rf"{header_only}: no questions found"):
         ingest(tmp_path, str(header_only))
     assert_left_nothing(tmp_path / "out")
-
-
-@pytest.mark.parametrize("path, phrase", [
-    ("no/such/file.jsonl", "no/such/file.jsonl: file not found"),
-    (".", ".: is a directory"),
-    ("builtin:nope", "unknown builtin dataset 'nope'"),
-    ("s3://bucket-only", "s3://bucket-only: expected s3://bucket/key"),
-    ("hf:", "hf:: expected hf:<dataset name>"),
-])
-def test_unresolvable_sources(tmp_path, path, phrase):
-    with pytest.raises(UserError, match="^" + re.escape(phrase)):
-        resolve_source(DatasetConfig(path=path), tmp_path)
-
-
-def test_s3_source_downloads_into_the_cache(tmp_path, monkeypatch):
-    calls = []
-
-    def fake_download_s3(uri: str, dest_dir: Path) -> Path:
-        calls.append((uri, dest_dir))
-        target = dest_dir / "nq_open.jsonl"
-        shutil.copy(FIXTURES / "nq_open.jsonl", target)
-        return target
-
-    monkeypatch.setitem(sys.modules, "components.data.storage",
-                        types.SimpleNamespace(download_s3=fake_download_s3))
-    manifest, _ = ingest(tmp_path, "s3://datasets/nq/nq_open.jsonl")
-    ((uri, dest_dir),) = calls
-    assert uri == "s3://datasets/nq/nq_open.jsonl"
-    assert dest_dir.is_dir() and (tmp_path / "cache") in dest_dir.parents
-    assert (manifest["format"], manifest["source"], manifest["num_questions"]) == (
-        "nq_open", "s3://datasets/nq/nq_open.jsonl", 3)
-
-
-def test_display_source_drops_credentials():
-    assert display_source("s3://key:secret@minio:9000/bucket/a.jsonl") == "s3://minio:9000/bucket/a.jsonl"
-    assert display_source("s3://bucket/a.jsonl") == "s3://bucket/a.jsonl"
-    assert display_source("data/a.jsonl") == "data/a.jsonl"
-
-
-def fake_datasets(monkeypatch, rows: list[dict]) -> list[tuple]:
-    calls = []
-
-    def load_dataset(name, config, split):
-        calls.append((name, config, split))
-        return rows
-
-    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
-    return calls
-
-
-def test_hf_source_converts_rows_to_normalized(tmp_path, monkeypatch):
-    calls = fake_datasets(monkeypatch, [
-        {"question": "who wrote it", "answer": ["Ann"]},
-        {"id": "s1", "question": "what is red", "title": "Colours", "context": "Red is a colour.",
-         "answers": {"text": ["a colour", "a colour"], "answer_start": [7, 7]}},
-        {"question": "unanswerable?", "answers": {"text": [], "answer_start": []}},
-        {"question": "trivia", "answer": {"value": "Paris", "aliases": ["City of Light"]}},
-    ])
-    manifest, out = ingest(tmp_path, "hf:org/qa", hf_split="test")
-    assert calls == [("org/qa", None, "test")]
-    assert (manifest["format"], manifest["source"], manifest["num_questions"], manifest["num_passages"],
-            manifest["num_questions_with_gold"]) == ("normalized", "hf:org/qa", 3, 1, 1)
-    questions = read_lines(out / QUESTIONS_FILE)
-    assert [(q["id"], q["answers"]) for q in questions] == [
-        ("q1", ["Ann"]), ("s1", ["a colour"]), ("q3", ["Paris", "City of Light"])]
-    assert read_lines(out / PASSAGES_FILE)[0]["text"] == "Red is a colour."
-
-
-def test_hf_rows_without_question_or_answer_are_an_error(tmp_path, monkeypatch):
-    fake_datasets(monkeypatch, [{"question": "q", "answer": "a"}, {"query": "q", "label": "a"}])
-    with pytest.raises(UserError, match=r"^hf:org/qa \(validation\) row 2: expected a 'question'"):
-        resolve_source(DatasetConfig(path="hf:org/qa"), tmp_path)
 
 
 def test_real_oracle_ingest(tmp_path):

@@ -113,3 +113,29 @@ def test_attention_pair_cost_grows_with_the_attention_share_of_the_model(tiny_mo
     assert 0 < cost < 1
     wider_mlp = LlamaForCausalLM(tiny_model.config.__class__(**{**tiny_model.config.to_dict(), "intermediate_size": 512}))
     assert attention_pair_cost(wider_mlp) < cost  # same attention, more weight FLOPs per token
+
+
+def test_padding_collator_pads_right_to_a_multiple_and_keeps_labels_from_the_examples():
+    # The last answer token is the pad id (EOS doubles as pad): it stays supervised, the padding does not.
+    features = [{"input_ids": [5, 6, 2], "labels": [IGNORE_INDEX, 6, 2]},
+                {"input_ids": [5, 7, 8, 9, 2], "labels": [IGNORE_INDEX, IGNORE_INDEX, 8, 9, 2]}]
+    collator = PaddingCollator(pad_token_id=2, pad_to_multiple_of=4)
+    assert collator.width(features) == 8
+    batch = collator(features)
+    assert batch["input_ids"].tolist() == [[5, 6, 2, 2, 2, 2, 2, 2], [5, 7, 8, 9, 2, 2, 2, 2]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0, 0, 0]]
+    assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, 2] + [IGNORE_INDEX] * 5,
+                                        [IGNORE_INDEX, IGNORE_INDEX, 8, 9, 2] + [IGNORE_INDEX] * 3]
+    assert all(t.dtype == torch.long for t in batch.values())
+    assert PaddingCollator(pad_token_id=2).width(features) == 5
+
+
+def test_padded_layout_keeps_logits_only_before_supervised_tokens():
+    features = [{"input_ids": [5, 6, 2], "labels": [IGNORE_INDEX, 6, 2]},
+                {"input_ids": [5, 7, 8, 2], "labels": [IGNORE_INDEX, IGNORE_INDEX, 8, 2]}]
+    batch = PackingCollator(pad_token_id=2, pack=False)(features)
+    # position i is kept when token i+1 is supervised; its target is that token
+    assert batch["logits_to_keep"].tolist() == [[True, True, False, False], [False, True, True, False]]
+    assert batch["shift_labels"].tolist() == [[6, 2, 8, 2]]
+    assert torch.equal(batch["labels"], batch["shift_labels"])
+    assert batch[EXAMPLE_TOKENS] == 7

@@ -1,0 +1,215 @@
+"""Tracking injected, not branched: the no-op tracker prints results and records nothing; the ClearML one
+turns every framework hook off, reports results as single values and a table, and marks a failed task
+failed after closing it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from clearml_tasks._tracker import FRAMEWORK_HOOKS, ClearMLTracker, NullTracker, make_tracker
+from components.core.formatting import format_results
+
+
+class FakeTask:
+    """Stands in for clearml.Task: records Task.init's arguments and the calls made on the task."""
+    init_kwargs: dict = {}
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+        self.id = "task-1"
+
+    @classmethod
+    def init(cls, **kwargs):
+        cls.init_kwargs = kwargs
+        cls.instance = cls()
+        return cls.instance
+
+    def get_logger(self):
+        task = self
+
+        class Logger:
+            def report_text(self, msg, **kwargs):
+                task.calls.append(("report_text", msg))
+
+        return Logger()
+
+    def close(self):
+        self.calls.append(("close",))
+
+    def mark_failed(self, **kwargs):
+        self.calls.append(("mark_failed", kwargs))
+
+
+def test_clearml_tracker_marks_failed_after_close_and_turns_every_framework_hook_off(monkeypatch):
+    import clearml
+
+    monkeypatch.setattr(clearml, "Task", FakeTask)
+    tracker = ClearMLTracker("p", "eval", "testing", offline=False, local_run=True)
+    frameworks = FakeTask.init_kwargs["auto_connect_frameworks"]
+    assert {k for k, on in frameworks.items() if on} == set()  # detect_repository too, for a local run
+    assert set(FRAMEWORK_HOOKS) <= set(frameworks) and {"pytorch", "matplotlib"} <= set(frameworks)
+    assert FakeTask.init_kwargs["auto_connect_arg_parser"] is False
+    tracker.close(error="dataset.path: /nope.jsonl not found")
+    calls = FakeTask.instance.calls
+    assert [c[0] for c in calls] == ["report_text", "close", "mark_failed"]  # close() would mark completed
+    assert "dataset.path: /nope.jsonl not found" in calls[0][1]
+    assert calls[2][1]["force"] is True and calls[2][1]["status_reason"] == "dataset.path: /nope.jsonl not found"
+    assert ClearMLTracker("p", "eval", "testing", offline=False, local_run=False) and \
+        FakeTask.init_kwargs["auto_connect_frameworks"]["detect_repository"] is True  # an agent run needs it
+
+
+HOOK_CHECK = """
+import sys, torch
+import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
+from clearml_tasks._tracking import resolve_tracking
+from clearml_tasks._tracker import make_tracker
+before = (torch.save, plt.show, plt.savefig)
+tracker = make_tracker(resolve_tracking("offline"), "slm-tests", "hooks", "training")
+print("unpatched", [a is b for a, b in zip(before, (torch.save, plt.show, plt.savefig))])
+tracker.close()
+"""
+
+
+def test_a_real_offline_task_leaves_torch_save_and_matplotlib_alone(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SLM_CACHE_DIR": str(tmp_path / "cache"),
+           "CLEARML_CACHE_DIR": str(tmp_path / "clearml"), "CLEARML_CONFIG_FILE": str(tmp_path / "none.conf")}
+    out = subprocess.run([sys.executable, "-c", HOOK_CHECK], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "unpatched [True, True, True]" in out.stdout.splitlines()
+
+
+RESULTS = {"token_recall": 0.5, "num_examples": 4, "mode": "no_context", "resumed": True, "nested": {"a": 1}}
+
+
+def test_the_null_tracker_prints_results_and_records_nothing(capsys):
+    tracker = make_tracker("none", "p", "eval", "testing")
+    assert type(tracker) is NullTracker
+    assert (tracker.online, tracker.task_id, tracker.session_dir) == (False, "", None)
+    values = {"top_k": 3}
+    assert tracker.connect_section(values, name="retriever") is values  # nothing edited from a UI
+    tracker.report_results(RESULTS, title="Final Metrics")
+    assert capsys.readouterr().out == format_results(RESULTS, "Final Metrics") + "\n"
+    assert tracker.register_model("m", ".", {}, [], "") == ""
+    tracker.report_scalar("t", "s", 1.0, 0)
+    tracker.upload_artifact("output", ".")
+    tracker.set_properties({"git_commit": "abc"})
+    tracker.close(error="boom")
+    assert capsys.readouterr().out == ""
+
+
+class RecordingTask:
+    """clearml.Task with every call recorded, for what the tracker sends."""
+    offline_set: list = []
+
+    def __init__(self, **kwargs):
+        self.init_kwargs, self.calls, self.id = kwargs, [], "task-2"
+
+    @classmethod
+    def init(cls, **kwargs):
+        cls.instance = cls(**kwargs)
+        return cls.instance
+
+    @classmethod
+    def set_offline(cls, offline):
+        cls.offline_set.append(offline)
+
+    def get_logger(self):
+        task = self
+
+        class Logger:
+            def __getattr__(self, name):
+                return lambda *args, **kwargs: task.calls.append((name, args, kwargs))
+
+        return Logger()
+
+    def get_offline_mode_folder(self):
+        return "/tmp/offline-session"
+
+    def connect(self, values, name):
+        self.calls.append(("connect", name, values))
+        return {**values, "top_k": 9}  # as edited in the UI
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+
+@pytest.fixture
+def recording(monkeypatch):
+    import clearml
+
+    monkeypatch.setattr(clearml, "Task", RecordingTask)
+    RecordingTask.offline_set = []
+    return RecordingTask
+
+
+def test_make_tracker_picks_offline_or_online(recording):
+    offline = make_tracker("offline", "proj", "eval", "testing", output_uri="s3://b/x", tags=["a"])
+    assert isinstance(offline, ClearMLTracker) and recording.offline_set == [True]
+    kwargs = recording.instance.init_kwargs
+    assert (kwargs["project_name"], kwargs["task_name"], kwargs["task_type"]) == ("proj", "eval", "testing")
+    assert kwargs["output_uri"] == "s3://b/x" and kwargs["tags"] == ["a"] and kwargs["reuse_last_task_id"] is False
+    assert kwargs["auto_resource_monitoring"] is False  # nothing to monitor for in an offline session
+    assert offline.online is False and str(offline.session_dir) == "/tmp/offline-session"
+    online = make_tracker("online", "proj", "eval", "testing")
+    assert recording.offline_set == [True] and online.online is True and online.session_dir is None
+    kwargs = recording.instance.init_kwargs
+    assert kwargs["output_uri"] is None and kwargs["tags"] is None and kwargs["auto_resource_monitoring"] is True
+    assert online.task_id == "task-2"
+
+
+def test_results_go_to_the_console_as_single_values_and_as_one_table(recording, capsys):
+    tracker = ClearMLTracker("p", "eval", "testing", offline=False)
+    tracker.report_results(RESULTS, title="Final Metrics")
+    assert capsys.readouterr().out == format_results(RESULTS, "Final Metrics") + "\n"
+    calls = recording.instance.calls
+    assert [c[1] for c in calls if c[0] == "report_single_value"] == [("token_recall", 0.5), ("num_examples", 4)]
+    (table,) = [c[2] for c in calls if c[0] == "report_table"]
+    assert table["title"] == "Final Metrics" and table["series"] == "Summary"
+    assert table["table_plot"] == [["metric", "value"], ["token_recall", 0.5], ["num_examples", 4]]
+
+
+def test_sections_properties_and_artifacts_reach_the_task(recording, tmp_path):
+    tracker = ClearMLTracker("p", "eval", "testing", offline=False)
+    assert tracker.connect_section({"top_k": 3}, name="retriever") == {"top_k": 9}  # edited values come back
+    tracker.set_properties({"git_commit": "abc", "num": 3})
+    tracker.upload_artifact("output", tmp_path)
+    tracker.report_image("Plots", tmp_path / "recall.png")
+    calls = {c[0]: c for c in recording.instance.calls}
+    assert calls["connect"][1:] == ("retriever", {"top_k": 3})
+    assert calls["set_user_properties"][2] == {"git_commit": "abc", "num": "3"}  # as text
+    assert calls["upload_artifact"][2] == {"name": "output", "artifact_object": tmp_path, "wait_on_upload": True}
+    assert calls["report_image"][2]["series"] == "recall" and calls["report_image"][2]["local_path"] == \
+        str(tmp_path / "recall.png")
+
+
+def test_an_offline_session_is_never_marked_failed(recording):
+    tracker = ClearMLTracker("p", "eval", "testing", offline=True)
+    tracker.close(error="boom")
+    names = [c[0] for c in recording.instance.calls]
+    assert names == ["report_text", "close"]  # the reason is in its console; an offline session keeps no status
+
+
+OFFLINE_SESSION = """
+import json, sys
+from pathlib import Path
+from clearml_tasks._tracking import resolve_tracking
+from clearml_tasks._tracker import make_tracker
+tracker = make_tracker(resolve_tracking("offline"), "slm-tests", "tracker", "testing")
+edited = tracker.connect_section({"top_k": 3}, name="retriever")
+tracker.report_results({"token_recall": 0.5}, title="Final Metrics")
+tracker.set_properties({"git_commit": "abc"})
+tracker.close()
+json.dump({"edited": edited, "online": tracker.online, "task_id": tracker.task_id,
+           "session": str(tracker.session_dir), "exists": Path(tracker.session_dir).is_dir()}, open(sys.argv[1], "w"))
+"""
+
+
+def test_a_real_offline_session_keeps_the_stage_parameters_and_a_session_folder(tmp_path):
+    from helpers import run_offline_script
+
+    got = run_offline_script(OFFLINE_SESSION, tmp_path)
+    assert got["edited"] == {"top_k": 3} and got["online"] is False and got["task_id"]
+    assert got["exists"] and str(tmp_path / "cache") in got["session"]

@@ -1,0 +1,49 @@
+"""The provenance stamp: git commit, package versions, python, host, UTC date."""
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import re
+import subprocess
+
+from components.core import provenance
+from helpers import ROOT
+
+
+def test_git_commit_is_the_checkouts_head():
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{40}", head)
+    assert provenance.git_commit() == head  # default: the folder of the package, i.e. this checkout
+    assert provenance.git_commit(ROOT) == head
+
+
+def test_git_commit_is_empty_outside_a_repository_or_without_git(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert provenance.git_commit(tmp_path) == ""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git executable
+    assert provenance.git_commit(ROOT) == ""
+
+    def slow(*args, **kwargs):
+        raise subprocess.TimeoutExpired(args[0], 5)
+
+    monkeypatch.setattr(provenance.subprocess, "run", slow)
+    assert provenance.git_commit(ROOT) == ""
+
+
+def test_versions_lists_installed_packages_and_skips_missing_ones(monkeypatch):
+    import importlib.metadata
+
+    monkeypatch.setattr(provenance, "_PACKAGES", ("torch", "no-such-package-slm", "pyyaml"))
+    found = provenance.versions()
+    assert found == {"torch": importlib.metadata.version("torch"), "pyyaml": importlib.metadata.version("pyyaml")}
+
+
+def test_stamp_holds_every_field():
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    stamp = provenance.stamp()
+    assert set(stamp) == {"git_commit", "versions", "python", "host", "date"}
+    assert stamp["python"] == platform.python_version() and stamp["host"] == platform.node()
+    assert "transformers" in stamp["versions"]
+    date = dt.datetime.fromisoformat(stamp["date"])
+    assert date.utcoffset() == dt.timedelta(0) and date.microsecond == 0
+    assert before <= date <= dt.datetime.now(dt.timezone.utc)
