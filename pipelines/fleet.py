@@ -25,10 +25,15 @@ class QueueClass:
     gb: float  # 0: the CPU queue
 
 
-def parse_classes(text: str) -> list[QueueClass]:
-    """`cpu:0,gpu-24gb:24,gpu-80gb:80` -> classes, smallest first; one line naming fleet.queues if bad."""
+def parse_classes(queues: list[str] | str) -> list[QueueClass]:
+    """["cpu:0", "gpu-24gb:24"] (fleet.queues; as text too: a pipeline parameter reads back as a string)
+    -> classes, smallest first; one line naming fleet.queues if bad."""
+    from components.core.config import FleetConfig, coerce_value, field_types
+
+    items = coerce_value("fleet.queues", field_types(FleetConfig)["queues"], queues)
+    text = ",".join(items)
     classes = []
-    for item in (part.strip() for part in text.split(",") if part.strip()):
+    for item in (part.strip() for part in items if part.strip()):
         name, sep, gb = item.rpartition(":")
         try:
             size = float(gb)

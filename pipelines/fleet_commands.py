@@ -60,7 +60,7 @@ def cmd_fleet_agents(args: argparse.Namespace) -> int:
     from components.core.fileio import write_text
 
     write_text(args.output, compose_file(gpus, classes, args.image, args.services_queue))
-    print(f"{args.output}: {len(gpus)} GPU agent(s) + a CPU agent; start with "
+    print(f"{args.output}: {len(gpus)} GPU agent(s), a CPU agent and a services agent; start with "
           f"docker compose -f {args.output} up -d")
     return 0
 

@@ -289,10 +289,10 @@ class FleetConfig:
     """Where a pipeline's steps run on a ClearML fleet: one queue per GPU memory class, served by one agent
     per GPU (`slm fleet agents`), and a CPU queue for the steps without GPU work. Read by `slm pipeline`,
     not by any stage."""
-    queues: str = _f("cpu:0,gpu-16gb:16,gpu-24gb:24,gpu-80gb:80",
-                     "queue classes as name:GB, comma-separated: each GPU step goes to the smallest class whose GB "
-                     "hold its memory estimate + reserve_gb (an out-of-memory failure moves it to the next larger "
-                     "one); the 0 GB class takes the steps that need no GPU")
+    queues: list[str] = _f(["cpu:0", "gpu-16gb:16", "gpu-24gb:24", "gpu-80gb:80"],
+                           "queue classes as name:GB (fleet.queues=cpu:0,gpu-24gb:24,gpu-80gb:80): each GPU step goes "
+                           "to the smallest class whose GB hold its memory estimate + reserve_gb (an out-of-memory "
+                           "failure moves it to the next larger one); the 0 GB class takes the steps without GPU work")
     reserve_gb: float = _f(2.0, "GB kept free on a card beyond a step's estimate (the estimate's error, other "
                                 "processes)")
     retries: int = _f(3, "retries of a failed step on its own class; an out-of-memory failure moves up instead")
