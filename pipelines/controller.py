@@ -108,13 +108,14 @@ def step_parameters(step: StepSpec, cfg: AppConfig) -> dict[str, Any]:
 
 def build_plan(cfg: AppConfig, queue: str | None = None,
                controller_queue: str = DEFAULT_CONTROLLER_QUEUE,
-               template_project: str = DEFAULT_TEMPLATE_PROJECT, grid: Grid | None = None) -> list[dict]:
-    """One dict per DAG step (of every grid point) with everything `PipelineController.add_step` needs and
-    where it runs: `queue` for every step (a one-class fleet), else the fleet class its memory estimate
-    fits (pipelines.fleet). No ClearML import."""
+               template_project: str = DEFAULT_TEMPLATE_PROJECT, grid: Grid | None = None,
+               stages: tuple[str, ...] | None = None) -> list[dict]:
+    """One dict per DAG step (of every grid point; of `stages`, default all) with everything
+    `PipelineController.add_step` needs and where it runs: `queue` for every step (a one-class fleet), else
+    the fleet class its memory estimate fits (pipelines.fleet). No ClearML import."""
     from pipelines.fleet import parse_classes, place
 
-    steps = build_dag(cfg, grid=grid)
+    steps = build_dag(cfg, stages, grid=grid)
     validate_dag(steps)
     classes = parse_classes(cfg.fleet.queues)
     plan = []
