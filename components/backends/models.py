@@ -12,13 +12,13 @@ import importlib.util
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from components.core.config import ModelConfig
 from components.core.errors import UserError
+from components.core.fileio import temp_dir_beside
 from components.core.outputs import cache_root
 
 
@@ -121,7 +121,7 @@ def _write_once(target: Path, marker: str, write) -> None:
     """`write(folder)` into a temp folder beside `target`, renamed into place (a reader never sees half
     a folder); if another process got there first, its folder stays."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = temp_dir_beside(target)
     try:
         write(tmp)
         try:
