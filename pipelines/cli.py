@@ -53,10 +53,10 @@ def _print_and_save_summary(cfg, outcomes) -> None:
     from pathlib import Path
 
     from components.core.fileio import write_json, write_text
-    from components.core.formatting import format_table
+    from components.core.formatting import format_summary
 
     rows = _summary_rows(outcomes)
-    table = format_table(rows, [c for c in SUMMARY_COLUMNS if any(c in r for r in rows)])
+    table = format_summary(rows, SUMMARY_COLUMNS)
     root = Path(cfg.experiment.resolved_output_dir())
     write_json(root / "summary.json", rows)
     write_text(root / "summary.txt", table + "\n")
