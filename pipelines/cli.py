@@ -177,8 +177,12 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
 
 
 def main(argv: list[str] | None = None) -> int:
+    from clearml_tasks._tracking import OFFLINE_SESSION_CHATTER
+    from components.core.console import configure_console
+
     # transformers' per-load progress bars drown the stage output; our own loops keep theirs.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    configure_console(drop=OFFLINE_SESSION_CHATTER)  # bars as lines in a log; the runner names each session
     parser = build_parser()
     args = parse_args(parser, argv)
     return run_guarded(lambda: args.func(args), debug=args.debug)
