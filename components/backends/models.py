@@ -12,9 +12,11 @@ import importlib.util
 import os
 import shutil
 import sys
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from components.core.config import ModelConfig
 from components.core.errors import UserError
@@ -232,3 +234,14 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return LoadedModel(model=model, tokenizer=tokenizer, device=device,
                        model_size_bytes=model_size_bytes(model), source=source)
+
+
+@contextmanager
+def peft_wrapping() -> Iterator[None]:
+    """Around a peft call that wraps a model (get_peft_model, PeftModel.from_pretrained): peft 0.21.2 reads
+    `model.is_gradient_checkpointing`, which transformers 5.23 deprecated, so every adapter load printed a
+    FutureWarning that nothing a user sets can avoid. Only that warning, only here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
+        yield

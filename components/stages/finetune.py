@@ -35,7 +35,7 @@ from components.core.errors import UserError
 from components.core.fileio import atomic_path, write_json
 from components.core.outputs import ADAPTER_DIR, CHECKPOINT_DIR, RESULTS_FILE, clear_outputs
 from components.core.memory import MemoryLog, cpu_peak_mb, gpu_snapshot
-from components.backends.models import load_model, resolve_device, resolve_weights
+from components.backends.models import load_model, peft_wrapping, resolve_device, resolve_weights
 from components.stages.prompts import training_text
 from components.core.provenance import stamp
 from components.data.schema import Question
@@ -164,7 +164,8 @@ def build_lora_model(cfg: AppConfig):
     lora = LoraConfig(r=ft.r, lora_alpha=ft.alpha, lora_dropout=ft.dropout,
                       target_modules=_target_modules(ft.target_modules), task_type="CAUSAL_LM")
     try:
-        return get_peft_model(model, lora), lm
+        with peft_wrapping():
+            return get_peft_model(model, lora), lm
     except ValueError as e:
         raise UserError(f"finetune.target_modules={ft.target_modules!r}: {e}") from None
 
@@ -241,7 +242,8 @@ def merge_adapter(cfg: AppConfig, adapter_dir: Path, merged_dir: Path, tokenizer
 
     base = AutoModelForCausalLM.from_pretrained(resolve_weights(cfg.model), dtype=torch.bfloat16,
                                                 trust_remote_code=cfg.model.trust_remote_code)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    with peft_wrapping():
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     return _save_dir(merged_dir, lambda tmp: (merged.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
 
 
