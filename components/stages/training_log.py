@@ -19,7 +19,7 @@ def log_line(step: int, max_steps: int, logs: dict) -> str:
     if "train_runtime" in logs:
         loss = f", mean loss {logs['train_loss']:.4f}" if isinstance(logs.get("train_loss"), float) else ""
         return f"trained {step} steps in {logs['train_runtime']:.1f} s{loss}"
-    shown = [f"{label} {fmt.format(logs[key])}" for key, label, fmt in FIELDS
+    shown = [f"{label} {fmt.format(logs[key]) if logs[key] else 0}" for key, label, fmt in FIELDS
              if isinstance(logs.get(key), (int, float)) and not (key == "epoch" and "eval_loss" in logs)]
     return "  ".join([f"step {step}/{max_steps}", *shown]) if shown else ""
 

@@ -19,6 +19,7 @@ def test_eval_and_end_of_training_logs():
     assert log_line(12, 12, {"train_runtime": 45.31, "train_loss": 3.9021, "epoch": 2.4}) == \
         "trained 12 steps in 45.3 s, mean loss 3.9021"
     assert log_line(3, 12, {"total_flos": 1e12}) == ""  # nothing a person reads: no line
+    assert log_line(1, 12, {"loss": 4.73, "learning_rate": 0.0}) == "step 1/12  loss 4.7300  lr 0"  # warmup's first
 
 
 class FakeBar:
