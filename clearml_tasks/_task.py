@@ -19,6 +19,7 @@ from clearml_tasks._tracker import NullTracker, make_tracker
 from clearml_tasks._tracking import resolve_tracking
 from clearml_tasks.stages import STAGES
 from components.core.config import AppConfig
+from components.core.console import configure_console
 from components.core.errors import UserError, run_guarded
 from components.core.fileio import write_json
 from components.core.outputs import STEP_MANIFEST
@@ -110,6 +111,7 @@ def failure_reason(e: BaseException) -> str:
 
 def main(stage: str, body: StageBody, argv: list[str] | None = None) -> int:
     """Entry of `python clearml_tasks/<stage>.py [overrides]`, as an agent runs a template."""
+    configure_console()  # an agent's log is not a terminal: progress bars as lines
 
     def go() -> int:
         cfg = build_config(sys.argv[1:] if argv is None else argv)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from components.backends.generation import Generated, plan_batches
 from components.backends.registry import AUTO, BACKENDS
@@ -95,10 +95,14 @@ def shared_generator(cfg: ModelConfig, gen: GenerationConfig | None = None) -> G
     return _SHARED[key]
 
 
-def generate_all(generator: Generator, prompts: list[str], gen: GenerationConfig) -> list[Generated]:
-    """Answers in prompt order, from a length-sorted batch plan fixed by the prompts alone."""
+def generate_all(generator: Generator, prompts: list[str], gen: GenerationConfig,
+                 answered: Callable[[int], object] | None = None) -> list[Generated]:
+    """Answers in prompt order, from a length-sorted batch plan fixed by the prompts alone;
+    `answered(n)` after each batch of n answers (a progress bar's update)."""
     ids = generator.tokenizer(prompts, add_special_tokens=False)["input_ids"]
     outputs: dict[int, Generated] = {}
     for b, batch in enumerate(plan_batches([len(i) for i in ids], gen.batch_size, gen.max_batch_tokens)):
         outputs.update(zip(batch, generator.generate([ids[i] for i in batch], gen, seed=gen.seed + b)))
+        if answered is not None:
+            answered(len(batch))
     return [outputs[i] for i in range(len(prompts))]

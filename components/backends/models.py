@@ -12,13 +12,15 @@ import importlib.util
 import os
 import shutil
 import sys
-import tempfile
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from components.core.config import ModelConfig
 from components.core.errors import UserError
+from components.core.fileio import temp_dir_beside
 from components.core.outputs import cache_root
 
 
@@ -121,7 +123,7 @@ def _write_once(target: Path, marker: str, write) -> None:
     """`write(folder)` into a temp folder beside `target`, renamed into place (a reader never sees half
     a folder); if another process got there first, its folder stays."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = temp_dir_beside(target)
     try:
         write(tmp)
         try:
@@ -232,3 +234,14 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return LoadedModel(model=model, tokenizer=tokenizer, device=device,
                        model_size_bytes=model_size_bytes(model), source=source)
+
+
+@contextmanager
+def peft_wrapping() -> Iterator[None]:
+    """Around a peft call that wraps a model (get_peft_model, PeftModel.from_pretrained): peft 0.21.2 reads
+    `model.is_gradient_checkpointing`, which transformers 5.23 deprecated, so every adapter load printed a
+    FutureWarning that nothing a user sets can avoid. Only that warning, only here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
+        yield

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 from components.analysis import plots
 from components.core.config import AppConfig, GenerationConfig
@@ -131,9 +132,10 @@ def render_report(cfg: AppConfig, results: dict, rows: dict[str, list[dict]], nu
 
 
 def run_benchmark(cfg: AppConfig, ingest_dir: Path, finetune_dir: Path, output_dir: Path,
-                  generator: Generator | None = None) -> dict:
+                  generator: Generator | None = None, progress: Callable | None = None) -> dict:
     """`generator` (default: a private copy of `cfg.model`) answers as the base model, then
-    `generator.with_adapter(...)` as the tuned one."""
+    `generator.with_adapter(...)` as the tuned one. `progress(total, desc)` makes a bar per model
+    (components.core.console.progress_bar)."""
     started = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -155,7 +157,10 @@ def run_benchmark(cfg: AppConfig, ingest_dir: Path, finetune_dir: Path, output_d
         if which == "tuned":
             generator = generator.with_adapter(adapter_dir, cfg.model.load_in_4bit or cfg.model.load_in_8bit)
         t0 = time.perf_counter()
-        outputs = generate_all(generator, prompts, gen)
+        bar = progress(len(prompts), f"benchmark {which}") if progress else None
+        outputs = generate_all(generator, prompts, gen, answered=bar.update if bar else None)
+        if bar is not None:
+            bar.close()
         seconds[which] = time.perf_counter() - t0
         rows[which] = [score_row(q, out) for q, out in zip(questions, outputs)]
         memory.record(f"generate {which}")

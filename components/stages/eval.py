@@ -65,7 +65,8 @@ def assemble_results(cfg: AppConfig, mode: str, rows: list[dict], generator: Gen
 
 def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None, output_dir: Path,
              progress: Callable | None = None, generator: Generator | None = None) -> dict:
-    """Answer, score and write the outputs for one mode; returns the results dict. `generator` defaults
+    """Answer, score and write the outputs for one mode; returns the results dict. `progress(total, desc)`
+    makes a bar (components.core.console.progress_bar) updated per answered question. `generator` defaults
     to the process-wide model of `cfg.model`. With `experiment.shard` set, only that shard's whole
     batches of the fixed plan run (batch b belongs to shard b % shards), so merged shards give exactly
     the unsharded predictions (components.stages.merge)."""
@@ -100,8 +101,10 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
     shard, shards = cfg.experiment.shard, cfg.experiment.shards
     mine = [b for b in range(len(batches)) if shard < 0 or b % shards == shard]
     rows_by_index: dict[int, dict] = {}
+    # counted in questions: a closed-book run is often one or two batches, which a batch count cannot show
+    bar = progress(sum(len(batches[b]) for b in mine), f"eval {mode}") if progress else None
     with ResumeLog(output_dir / PARTIAL_FILE, fingerprint, len(batches)) as log:
-        for b in progress(mine) if progress else mine:
+        for b in mine:
             batch = batches[b]
             rows = log.done.get(b)
             if rows is None:
@@ -113,6 +116,10 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
                 log.append(b, rows)
                 timing["score_seconds"] = timing.get("score_seconds", 0.0) + time.perf_counter() - clock
             rows_by_index.update(zip(batch, rows))
+            if bar is not None:
+                bar.update(len(batch))
+    if bar is not None:
+        bar.close()
     timing["generation_seconds"] = time.perf_counter() - gen_start
     memory.record("generate")
 
