@@ -55,10 +55,13 @@ class ModelConfig:
     chat_template: bool = _f(True, "wrap prompts in the tokenizer's chat template when it has one; "
                                    "false: the bare message + '\\nAnswer:'")
     enable_thinking: bool = _f(False, "Qwen3 chat template's thinking mode; off for short answers")
-    dtype: str = _f("auto", "weights dtype; auto: bfloat16 on CUDA, float32 on CPU")
+    dtype: str = _f("auto", "weights dtype (and 4-bit compute dtype) of hf and vllm; auto: bfloat16 on CUDA, "
+                            "float32 on CPU")
     device: str = _f("auto", "auto: cuda when available, else cpu; cuda fails without a GPU")
-    load_in_4bit: bool = _f(False, "load the weights 4-bit (bitsandbytes nf4), CUDA only")
-    load_in_8bit: bool = _f(False, "load the weights 8-bit (bitsandbytes), CUDA only; not with load_in_4bit")
+    load_in_4bit: bool = _f(False, "load the weights 4-bit (bitsandbytes NF4, double quantization), hf backend; "
+                                   "on CUDA, or on CPU for checks (several times slower than float32)")
+    load_in_8bit: bool = _f(False, "load the weights 8-bit (bitsandbytes LLM.int8), hf backend; CUDA, or CPU for "
+                                   "checks; not with load_in_4bit")
     trust_remote_code: bool = _f(False, "run the model repo's own code (transformers); only a preset that needs it "
                                         "opts in")
     max_input_tokens: int = _f(2048, "prompts are truncated from the left of the context beyond this "
@@ -200,7 +203,8 @@ class ExperimentConfig:
 
 @dataclass
 class FinetuneConfig:
-    method: str = _f("lora", "lora, or qlora (LoRA over a 4-bit base, CUDA only)")
+    method: str = _f("lora", "lora, or qlora (LoRA over a 4-bit NF4 base; on CPU slow, for checks); the "
+                             "benchmark runs a qlora adapter on the 4-bit base it was trained on")
     mode: str = _f("no_context", "which prompt the training examples use (retriever_context is not supported)")
     r: int = _f(16, "LoRA rank")
     alpha: int = _f(32, "LoRA alpha (the update is scaled by alpha / r)")
