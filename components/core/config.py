@@ -157,6 +157,12 @@ class GenerationConfig:
     top_p: float = _f(1.0, "nucleus sampling mass; 1 = off (do_sample only)")
     top_k: int = _f(0, "sample from the k most likely tokens; 0 = off (do_sample only)")
     seed: int = _f(0, "sampling seed; batch b uses seed + b")
+    vllm_kv_cache_gb: float = _f(0.0, "vllm only: KV cache size in GiB (vLLM's kv_cache_memory_bytes); 0 = on CUDA "
+                                      "sized from vllm_gpu_memory_utilization, on CPU 1 GiB (vLLM's own CPU rule "
+                                      "would reserve most of the RAM)")
+    vllm_gpu_memory_utilization: float = _f(0.9, "vllm on CUDA only: share of the GPU's memory vLLM may take for "
+                                                 "weights, activations and KV cache (when vllm_kv_cache_gb is 0); "
+                                                 "lower it on a GPU shared with other processes")
 
     def __post_init__(self):
         _check_choice("generation.backend", self.backend, backend_choices())
@@ -168,6 +174,10 @@ class GenerationConfig:
         _check(self.temperature > 0, "generation.temperature", "a positive number", self.temperature)
         _check(0 < self.top_p <= 1, "generation.top_p", "a number in (0, 1]", self.top_p)
         _check(self.top_k >= 0, "generation.top_k", "a non-negative integer", self.top_k)
+        _check(self.vllm_kv_cache_gb >= 0, "generation.vllm_kv_cache_gb", "a non-negative number (0 = default)",
+               self.vllm_kv_cache_gb)
+        _check(0 < self.vllm_gpu_memory_utilization <= 1, "generation.vllm_gpu_memory_utilization",
+               "a number in (0, 1]", self.vllm_gpu_memory_utilization)
 
 
 @dataclass
