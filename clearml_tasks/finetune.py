@@ -1,4 +1,4 @@
-"""Finetune template: a LoRA (QLoRA on a CUDA GPU) adapter trained on the ingest stage's training split;
+"""Finetune template: a LoRA or QLoRA adapter trained on the ingest stage's training split;
 per-step Trainer logs become scalars, the adapter, trainer state, results and plots artifacts.
 
 Run: python clearml_tasks/finetune.py finetune.max_steps=200   (or `slm finetune`)

@@ -88,7 +88,8 @@ _SHARED: dict[str, Generator] = {}
 def shared_generator(cfg: ModelConfig, gen: GenerationConfig | None = None) -> Generator:
     """One model per process: every eval mode reuses it (one model in memory at a time)."""
     gen = gen or GenerationConfig()
-    key = json.dumps({**cfg.__dict__, "backend": gen.backend, "weights": gen.llama_cpp_weights}, sort_keys=True)
+    key = json.dumps({**cfg.__dict__, "backend": gen.backend, "weights": gen.llama_cpp_weights,
+                      "vllm_memory": [gen.vllm_kv_cache_gb, gen.vllm_gpu_memory_utilization]}, sort_keys=True)
     if key not in _SHARED:
         _SHARED.clear()
         _SHARED[key] = load_generator(cfg, gen)

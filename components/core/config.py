@@ -56,10 +56,13 @@ class ModelConfig:
     chat_template: bool = _f(True, "wrap prompts in the tokenizer's chat template when it has one; "
                                    "false: the bare message + '\\nAnswer:'")
     enable_thinking: bool = _f(False, "Qwen3 chat template's thinking mode; off for short answers")
-    dtype: str = _f("auto", "weights dtype; auto: bfloat16 on CUDA, float32 on CPU")
+    dtype: str = _f("auto", "weights dtype (and 4-bit compute dtype) of hf and vllm; auto: bfloat16 on CUDA, "
+                            "float32 on CPU")
     device: str = _f("auto", "auto: cuda when available, else cpu; cuda fails without a GPU")
-    load_in_4bit: bool = _f(False, "load the weights 4-bit (bitsandbytes nf4), CUDA only")
-    load_in_8bit: bool = _f(False, "load the weights 8-bit (bitsandbytes), CUDA only; not with load_in_4bit")
+    load_in_4bit: bool = _f(False, "load the weights 4-bit (bitsandbytes NF4, double quantization), hf backend; "
+                                   "on CUDA, or on CPU for checks (several times slower than float32)")
+    load_in_8bit: bool = _f(False, "load the weights 8-bit (bitsandbytes LLM.int8), hf backend; CUDA, or CPU for "
+                                   "checks; not with load_in_4bit")
     trust_remote_code: bool = _f(False, "run the model repo's own code (transformers); only a preset that needs it "
                                         "opts in")
     max_input_tokens: int = _f(2048, "prompts are truncated from the left of the context beyond this "
@@ -150,6 +153,12 @@ class SamplingConfig:
     top_p: float = _f(1.0, "nucleus sampling mass; 1 = off (do_sample only)")
     top_k: int = _f(0, "sample from the k most likely tokens; 0 = off (do_sample only)")
     seed: int = _f(0, "sampling seed; batch b uses seed + b")
+    vllm_kv_cache_gb: float = _f(0.0, "vllm only: KV cache size in GiB (vLLM's kv_cache_memory_bytes); 0 = on CUDA "
+                                      "sized from vllm_gpu_memory_utilization, on CPU 1 GiB (vLLM's own CPU rule "
+                                      "would reserve most of the RAM)")
+    vllm_gpu_memory_utilization: float = _f(0.9, "vllm on CUDA only: share of the GPU's memory vLLM may take for "
+                                                 "weights, activations and KV cache (when vllm_kv_cache_gb is 0); "
+                                                 "lower it on a GPU shared with other processes")
 
     def __post_init__(self):
         s = self.section
@@ -187,6 +196,16 @@ class GenerationConfig(SamplingConfig):
         _check(self.batch_size > 0, "generation.batch_size", "a positive integer", self.batch_size)
         _check(self.max_batch_tokens >= 0, "generation.max_batch_tokens", "a non-negative integer (0 = no cap)",
                self.max_batch_tokens)
+<<<<<<< HEAD
+=======
+        _check(self.temperature > 0, "generation.temperature", "a positive number", self.temperature)
+        _check(0 < self.top_p <= 1, "generation.top_p", "a number in (0, 1]", self.top_p)
+        _check(self.top_k >= 0, "generation.top_k", "a non-negative integer", self.top_k)
+        _check(self.vllm_kv_cache_gb >= 0, "generation.vllm_kv_cache_gb", "a non-negative number (0 = default)",
+               self.vllm_kv_cache_gb)
+        _check(0 < self.vllm_gpu_memory_utilization <= 1, "generation.vllm_gpu_memory_utilization",
+               "a number in (0, 1]", self.vllm_gpu_memory_utilization)
+>>>>>>> issue-30
 
 
 @dataclass
@@ -222,7 +241,8 @@ class ExperimentConfig:
 
 @dataclass
 class FinetuneConfig:
-    method: str = _f("lora", "lora, or qlora (LoRA over a 4-bit base, CUDA only)")
+    method: str = _f("lora", "lora, or qlora (LoRA over a 4-bit NF4 base; on CPU slow, for checks); the "
+                             "benchmark runs a qlora adapter on the 4-bit base it was trained on")
     mode: str = _f("no_context", "which prompt the training examples use (retriever_context is not supported)")
     r: int = _f(16, "LoRA rank")
     alpha: int = _f(32, "LoRA alpha (the update is scaled by alpha / r)")

@@ -1,4 +1,4 @@
-"""The finetune stage: a LoRA (or, on a CUDA GPU, QLoRA) adapter trained on the training split.
+"""The finetune stage: a LoRA or QLoRA (LoRA over a 4-bit NF4 base) adapter trained on the training split.
 
 Each example is the chat prompt eval renders for `finetune.mode` followed by the first gold answer + EOS;
 the loss is on the answer tokens only. Batches are grouped by length and built by `PackingCollator`: the
@@ -36,7 +36,8 @@ from components.core.errors import UserError
 from components.core.fileio import atomic_path, write_json
 from components.core.outputs import ADAPTER_DIR, CHECKPOINT_DIR, RESULTS_FILE, clear_outputs
 from components.core.memory import MemoryLog, cpu_peak_mb, gpu_snapshot
-from components.backends.models import load_model, peft_wrapping, resolve_device, resolve_weights
+from components.backends.models import (check_bitsandbytes, load_model, peft_wrapping, resolve_device,
+                                         resolve_weights)
 from components.stages.prompts import training_text
 from components.core.provenance import stamp
 from components.data.schema import Question
@@ -133,15 +134,9 @@ def peak_memory() -> dict[str, float]:
 
 
 def _check_method(cfg: AppConfig, device: str) -> None:
-    if cfg.finetune.method != "qlora":
-        return
-    if device != "cuda":
-        raise UserError("finetune.method=qlora needs a CUDA GPU (bitsandbytes 4-bit); "
-                        "use finetune.method=lora on this machine")
-    import importlib.util
-
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise UserError("finetune.method=qlora needs bitsandbytes: pip install -e '.[gpu]'")
+    """QLoRA runs wherever the installed bitsandbytes runs 4-bit (CUDA, and CPU for checks)."""
+    if cfg.finetune.method == "qlora":
+        check_bitsandbytes("finetune.method=qlora", device)
 
 
 def _target_modules(value: str) -> str | list[str]:
@@ -161,7 +156,9 @@ def build_lora_model(cfg: AppConfig):
     model = lm.model
     model.config.use_cache = False  # the KV cache is useless in training and warns with checkpointing
     if qlora:
-        model = prepare_model_for_kbit_training(model)
+        # QLoRA's recipe: norms and embeddings in float32, gradient checkpointing. Non-reentrant checkpointing
+        # is what torch asks for (reentrant warns and needs the inputs to require grad).
+        model = prepare_model_for_kbit_training(model, gradient_checkpointing_kwargs={"use_reentrant": False})
     set_seed(ft.seed)  # the adapter's random init
     lora = LoraConfig(r=ft.r, lora_alpha=ft.alpha, lora_dropout=ft.dropout,
                       target_modules=_target_modules(ft.target_modules), task_type="CAUSAL_LM")

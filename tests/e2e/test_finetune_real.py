@@ -1,5 +1,5 @@
 """Finetune stage with the real embedded model: loss on answers only, a short LoRA run that learns, a
-reloadable adapter that changes the model, resume after a crash, QLoRA refused on CPU."""
+reloadable adapter that changes the model, resume after a crash (QLoRA: tests/e2e/test_qlora_real.py)."""
 from __future__ import annotations
 
 import json
@@ -81,14 +81,6 @@ def test_training_examples_use_the_eval_prompt_of_the_mode(ingest_dir, tokenizer
     assert text.startswith(prompt) and text.endswith("Paris" + tokenizer.eos_token)
     with pytest.raises(UserError, match="retriever_context"):
         training_examples(build_config(["finetune.mode=retriever_context"]), tokenizer, ingest_dir)
-
-
-def test_qlora_without_cuda_is_a_user_error(ingest_dir, tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a CUDA GPU")
-    with pytest.raises(UserError, match="qlora needs a CUDA GPU"):
-        run_finetune(build_config(["finetune.method=qlora"]), ingest_dir, tmp_path)
-    assert not (tmp_path / RESULTS_FILE).exists()
 
 
 def test_short_lora_run_learns_and_writes_its_outputs(trained):
