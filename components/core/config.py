@@ -196,16 +196,10 @@ class GenerationConfig(SamplingConfig):
         _check(self.batch_size > 0, "generation.batch_size", "a positive integer", self.batch_size)
         _check(self.max_batch_tokens >= 0, "generation.max_batch_tokens", "a non-negative integer (0 = no cap)",
                self.max_batch_tokens)
-<<<<<<< HEAD
-=======
-        _check(self.temperature > 0, "generation.temperature", "a positive number", self.temperature)
-        _check(0 < self.top_p <= 1, "generation.top_p", "a number in (0, 1]", self.top_p)
-        _check(self.top_k >= 0, "generation.top_k", "a non-negative integer", self.top_k)
         _check(self.vllm_kv_cache_gb >= 0, "generation.vllm_kv_cache_gb", "a non-negative number (0 = default)",
                self.vllm_kv_cache_gb)
         _check(0 < self.vllm_gpu_memory_utilization <= 1, "generation.vllm_gpu_memory_utilization",
                "a number in (0, 1]", self.vllm_gpu_memory_utilization)
->>>>>>> issue-30
 
 
 @dataclass
