@@ -153,12 +153,6 @@ class SamplingConfig:
     top_p: float = _f(1.0, "nucleus sampling mass; 1 = off (do_sample only)")
     top_k: int = _f(0, "sample from the k most likely tokens; 0 = off (do_sample only)")
     seed: int = _f(0, "sampling seed; batch b uses seed + b")
-    vllm_kv_cache_gb: float = _f(0.0, "vllm only: KV cache size in GiB (vLLM's kv_cache_memory_bytes); 0 = on CUDA "
-                                      "sized from vllm_gpu_memory_utilization, on CPU 1 GiB (vLLM's own CPU rule "
-                                      "would reserve most of the RAM)")
-    vllm_gpu_memory_utilization: float = _f(0.9, "vllm on CUDA only: share of the GPU's memory vLLM may take for "
-                                                 "weights, activations and KV cache (when vllm_kv_cache_gb is 0); "
-                                                 "lower it on a GPU shared with other processes")
 
     def __post_init__(self):
         s = self.section
@@ -188,6 +182,12 @@ class GenerationConfig(SamplingConfig):
     max_batch_tokens: int = _f(16384, "padded prompt tokens per batch; long-context batches get fewer rows; "
                                       "0 = no cap")
     stop_strings: list[str] = _f(["\n"], "the answer ends at the first one (cut there)")
+    vllm_kv_cache_gb: float = _f(0.0, "vllm only: KV cache size in GiB (vLLM's kv_cache_memory_bytes); 0 = on CUDA "
+                                      "sized from vllm_gpu_memory_utilization, on CPU 1 GiB (vLLM's own CPU rule "
+                                      "would reserve most of the RAM)")
+    vllm_gpu_memory_utilization: float = _f(0.9, "vllm on CUDA only: share of the GPU's memory vLLM may take for "
+                                                 "weights, activations and KV cache (when vllm_kv_cache_gb is 0); "
+                                                 "lower it on a GPU shared with other processes")
 
     def __post_init__(self):
         _check_choice("generation.backend", self.backend, backend_choices())
