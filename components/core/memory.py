@@ -1,7 +1,10 @@
 """Memory per operation: CPU RSS (psutil), torch.cuda allocator figures and the device total (pynvml).
 
 `memory_usage.json` = {"detailed_log": [one snapshot per operation], "peak_usage": {...}}. The CPU peak
-is the process's high-water mark (ru_maxrss), so a spike between two snapshots is not missed.
+is the process's high-water mark, so a spike between two snapshots is not missed. A MemoryLog resets that
+mark when it starts (Linux: `/proc/self/clear_refs`; CUDA: the allocator's peak), so when several steps
+share a process (`slm run`) each reports its own peak, not the largest of every step before it;
+`peak_usage["cpu_ram_scope"]` says which one a figure is ("step", or "process" where no reset was possible).
 """
 from __future__ import annotations
 
@@ -22,6 +25,20 @@ def _cpu_rss_mb() -> float:
 def cpu_peak_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / MB if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def reset_peaks() -> bool:
+    """Start the process's CPU (and CUDA) memory high-water marks afresh; False where the OS cannot."""
+    if _cuda_ready():
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:  # "5": reset the peak RSS (Linux 4.0+)
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def _cuda_ready() -> bool:
@@ -59,6 +76,7 @@ def _nvml_used_mb() -> float:
 class MemoryLog:
     started: float = field(default_factory=time.perf_counter)
     detailed_log: list[dict] = field(default_factory=list)
+    own_peak: bool = field(default_factory=reset_peaks)  # the marks were reset when this log started
 
     def record(self, operation: str) -> dict:
         entry = {"operation": operation, "elapsed_seconds": round(time.perf_counter() - self.started, 3),
@@ -77,7 +95,8 @@ class MemoryLog:
                                              + [gpu["gpu_ram_used_mb"]]), 1),
                 "gpu_ram_peak_mb": round(gpu["gpu_ram_peak_mb"], 1),
                 "reserved_gpu_ram_mb": round(max([e.get("reserved_gpu_ram_mb", 0.0) for e in logged]
-                                                 + [gpu["reserved_gpu_ram_mb"]]), 1)}
+                                                 + [gpu["reserved_gpu_ram_mb"]]), 1),
+                "cpu_ram_scope": "step" if self.own_peak else "process"}
 
     def to_dict(self) -> dict:
         return {"detailed_log": self.detailed_log, "peak_usage": self.peak_usage()}
