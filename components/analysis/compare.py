@@ -2,14 +2,15 @@
 difference B - A with a paired bootstrap CI over the questions both answered, and the questions gained
 (wrong in A, right in B) and lost (right in A, wrong in B) with both answers.
 
-Cells are matched by system label and mode; when that matches nothing and each run has one system (the
-runs differ in a setting that names the system, e.g. the model), by mode alone.
+Cells are matched on what their evals read: the same config first, then the same config apart from the
+settings in which the two runs differ, then the mode alone (the runs differ in the model), each only where
+it pairs one eval of A with one of B.
 """
 from __future__ import annotations
 
 import html
 
-from components.analysis.evals import NOT_A_SYSTEM, EvalEntry, group_systems
+from components.analysis.evals import NOT_A_SYSTEM, EvalEntry, cell_labels, group_systems
 from components.analysis.leaderboard import cell_text, difference
 from components.analysis.rag_split import CORRECT_AT, is_right
 from components.analysis.run_info import BOOKKEEPING, flat
@@ -33,12 +34,25 @@ def config_difference(a: list[EvalEntry], b: list[EvalEntry]) -> dict[str, dict[
             if sorted(map(repr, va.get(k, []))) != sorted(map(repr, vb.get(k, [])))}
 
 
-def _cells(entries: list[EvalEntry], by_mode_only: bool) -> dict[tuple, tuple[str, EvalEntry]]:
-    out = {}
-    for s in group_systems(entries):
-        for mode, e in s.cells.items():
-            out.setdefault((mode,) if by_mode_only else (s.label, mode), (f"{s.label} / {mode}", e))
-    return out
+def _match(a: list[EvalEntry], b: list[EvalEntry], differing: set[str]) -> list[tuple[EvalEntry, EvalEntry]]:
+    """Pairs of evals that are the same cell in both runs, matched in rounds, each on a key that is unique
+    on both sides: the whole config the eval reads; that config less the settings in which the runs differ;
+    the mode alone."""
+    def by_config(drop: set[str]):
+        return lambda e: (e.mode, e.results.get("model"), e.results.get("dataset"),
+                          repr(sorted((k, repr(v)) for k, v in e.config.items() if k not in drop)))
+
+    pairs, left_a, left_b = [], list(a), list(b)
+    for key in (by_config(set(NOT_A_SYSTEM)), by_config(set(NOT_A_SYSTEM) | differing), lambda e: e.mode):
+        keys_a, keys_b = [key(e) for e in left_a], [key(e) for e in left_b]
+        for ea, k in list(zip(left_a, keys_a)):
+            if keys_a.count(k) == 1 and keys_b.count(k) == 1:
+                eb = left_b[keys_b.index(k)]
+                pairs.append((ea, eb))
+                left_a.remove(ea)
+                left_b.remove(eb)
+                keys_b.remove(k)
+    return sorted(pairs, key=lambda p: a.index(p[0]))
 
 
 def _question(q: str, ra: dict, rb: dict, metric: str) -> dict:
@@ -48,12 +62,13 @@ def _question(q: str, ra: dict, rb: dict, metric: str) -> dict:
 
 def compare_runs(a: list[EvalEntry], b: list[EvalEntry], metric: str = "token_recall", samples: int = 1000,
                  names: tuple[str, str] = ("A", "B")) -> dict:
-    cells_a, cells_b = _cells(a, False), _cells(b, False)
-    if not set(cells_a) & set(cells_b) and len(group_systems(a)) == 1 and len(group_systems(b)) == 1:
-        cells_a, cells_b = _cells(a, True), _cells(b, True)
+    group_systems(a), group_systems(b)  # two evals of one cell in a run are an error here too
+    differing = config_difference(a, b)
+    labels_a, labels_b = cell_labels(a), cell_labels(b)
+    pairs = _match(a, b, set(differing))
     shared = []
-    for key in [k for k in cells_a if k in cells_b]:
-        (label_a, ea), (label_b, eb) = cells_a[key], cells_b[key]
+    for ea, eb in pairs:
+        label_a, label_b = labels_a[ea.name], labels_b[eb.name]
         rows_a, rows_b = {r["id"]: r for r in ea.rows}, {r["id"]: r for r in eb.rows}
         common = [q for q in rows_a if q in rows_b]
         right = {q: (is_right(rows_a[q][metric]), is_right(rows_b[q][metric])) for q in common}
@@ -66,9 +81,9 @@ def compare_runs(a: list[EvalEntry], b: list[EvalEntry], metric: str = "token_re
             "gained": [_question(q, rows_a[q], rows_b[q], metric) for q in common if right[q] == (False, True)],
             "lost": [_question(q, rows_a[q], rows_b[q], metric) for q in common if right[q] == (True, False)]})
     return {"metric": metric, "correct_at": CORRECT_AT, "names": list(names), "bootstrap_samples": samples,
-            "config_difference": config_difference(a, b), "cells": shared,
-            "only_in_a": [cells_a[k][0] for k in cells_a if k not in cells_b],
-            "only_in_b": [cells_b[k][0] for k in cells_b if k not in cells_a]}
+            "config_difference": differing, "cells": shared,
+            "only_in_a": [labels_a[e.name] for e in a if e not in [p[0] for p in pairs]],
+            "only_in_b": [labels_b[e.name] for e in b if e not in [p[1] for p in pairs]]}
 
 
 def _mean(value: float | None) -> str:
@@ -122,8 +137,8 @@ def compare_html(diff: dict) -> str:
     for c in diff["cells"]:
         for kind in ("gained", "lost"):
             rows = "".join(f"<tr><td>{esc(q['id'])}</td><td>{esc(q['question'])}</td>"
-                           f"<td>{esc(' | '.join(q['answers']))}</td><td>{esc(q['a'])} ({q['a_score']:.2f})</td><td>{esc(q['b'])} ({q['b_score']:.2f})"
-                           "</td></tr>" for q in c[kind])
+                           f"<td>{esc(' | '.join(q['answers']))}</td><td>{esc(q['a'])} ({q['a_score']:.2f})</td>"
+                           f"<td>{esc(q['b'])} ({q['b_score']:.2f})</td></tr>" for q in c[kind])
             lists.append(f"<details><summary>{esc(c['label'])}: {kind} ({len(c[kind])})</summary><table "
                          f'class="{kind}"><tr><th>id</th><th>question</th><th>gold</th><th>A</th><th>B</th></tr>'
                          f"{rows}</table></details>")

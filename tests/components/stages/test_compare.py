@@ -13,7 +13,7 @@ from components.stages.compare import write_compare
 def entry(name: str, model: str, mode: str, scores: list[float], top_k: int = 3) -> EvalEntry:
     rows = [{"id": f"q{i}", "question": f"question {i}?", "answers": ["x"], "prediction": f"{model} {s}",
              "token_recall": s} for i, s in enumerate(scores)]
-    config = {"model": {"name": model}, "retriever": {"top_k": top_k}, "experiment": {"name": "x"}}
+    config = {"model": {"name": model}, "experiment": {"name": "x"}}
     return EvalEntry(name, {"mode": mode, "model": model, "dataset": "demo", "meta": {"config": config}}, rows,
                      {"model.name": model})
 
@@ -27,7 +27,23 @@ def test_runs_of_different_models_are_matched_by_mode():
     assert cell["label"] == "small @ demo / no_context vs big @ demo / no_context"
     assert [q["id"] for q in cell["gained"]] == ["q1", "q2"] and [q["id"] for q in cell["lost"]] == ["q3"]
     assert cell["difference"]["mean"] == 0.25
-    assert diff["only_in_a"] == ["small @ demo / retriever_context"] and diff["only_in_b"] == ["big @ demo / oracle_context"]
+    assert diff["only_in_a"] == ["small @ demo / retriever_context"]
+    assert diff["only_in_b"] == ["big @ demo / oracle_context"]
+
+
+def test_a_closed_book_eval_matches_across_runs_whatever_retriever_settings_vary():
+    def rag(name, top_k, scores):
+        e = entry(name, "m", "retriever_context", scores, top_k)
+        e.config["retriever.top_k"] = top_k
+        return e
+
+    a = [entry("nc", "m", "no_context", [1, 0]), rag("k1", 1, [1, 1]), rag("k3", 3, [0, 1])]
+    b = [entry("nc", "m", "no_context", [0, 0]), rag("k3", 3, [1, 1])]
+    diff = compare_runs(a, b, samples=20)
+    # a's k=3 eval reads what b's only retriever eval reads: the same cell (labelled by each run's own view)
+    assert [(c["a_eval"], c["b_eval"]) for c in diff["cells"]] == [("nc", "nc"), ("k3", "k3")]
+    assert diff["cells"][1]["label"] == "m @ demo (top_k=3) / retriever_context vs m @ demo / retriever_context"
+    assert diff["only_in_a"] == ["m @ demo (top_k=1) / retriever_context"] and diff["only_in_b"] == []
 
 
 def test_only_the_questions_both_answered_are_compared():
