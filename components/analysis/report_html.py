@@ -98,7 +98,7 @@ def _split(board: dict) -> str:
                         f"</td><td class=\"num\">{s['n']}</td><td>{_splitbar(s)}</td>{shares}"
                         f'<td class="num">{helped[0]}</td><td class="num">{helped[1]}</td></tr>')
         head = "".join(f'<th><span class="sw g-{g}"></span>{esc(label)}</th>' for g, label in GROUPS.items())
-        tables.append(f'<table class="split"{_hidden(metric, board)}><tr><th>eval</th><th>gold retrieved means</th>'
+        tables.append(f'<table class="split"{_hidden(metric, board)}><tr><th>eval</th><th>gold retrieved by</th>'
                       f"<th>questions</th><th>shares</th>{head}<th>context helped</th><th>context hurt</th></tr>"
                       f"{''.join(rows)}</table>")
     defs = " ".join(f"<b>{esc(k)}</b>: {esc(v)}." for k, v in DEFINITIONS.items())

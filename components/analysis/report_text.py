@@ -15,7 +15,15 @@ FINETUNE_FIELDS = (("method", "method"), ("mode", "prompt mode"), ("global_step"
                    ("trainable_params", "trainable parameters"), ("duration_seconds", "duration (s)"))
 
 
+def _setting(v) -> str:
+    return v if isinstance(v, str) else json.dumps(v)
+
+
 def _value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:,.4f}".rstrip("0").rstrip(".")
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
     return v if isinstance(v, str) else json.dumps(v)
 
 
@@ -29,7 +37,7 @@ def meta_table(info: dict, extras: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
     datasets = "; ".join(f"{esc(name)} ({d['questions']} questions evaluated, <code>{esc(str(d['path']))}</code>)"
                          for name, d in info["datasets"].items())
-    settings = "<br>".join(f"<code>{esc(k)}={esc(' | '.join(_value(v) for v in values))}</code>"
+    settings = "<br>".join(f"<code>{esc(k)}={esc(' | '.join(_setting(v) for v in values))}</code>"
                            for k, values in info["settings"].items()) or "none (every setting at its default)"
     rows = [("date of the evals", esc(dates)),
             ("commit", esc(", ".join(c[:12] for c in info["commits"]) or "unknown")

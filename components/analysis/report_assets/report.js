@@ -91,7 +91,7 @@
     return "<ol>" + ps.map(([title, flags, s]) => {
       const badges = flags < 0 ? '<span class="badge unknown">flags unknown</span>' :
         ((flags & 1) ? '<span class="badge gold">gold passage</span>' : "") +
-        ((flags & 2) ? '<span class="badge answer">holds an answer</span>' : "");
+        ((flags & 2) ? '<span class="badge has-answer">holds an answer</span>' : "");
       return `<li class="passage" data-gold="${flags >= 0 && (flags & 1) ? 1 : 0}" ` +
         `data-answer="${flags >= 0 && (flags & 2) ? 1 : 0}"><b>${esc(data.titles[title] || "(untitled)")}</b>` +
         `${s === null || s === undefined ? "" : ` <span class="muted">score ${esc(s)}</span>`}${badges}</li>`;
