@@ -38,10 +38,10 @@ def leaderboard_table(board: dict) -> list[list]:
         for r in board["rows"]]
 
 
-def pipeline_extras(pipeline: NullTracker) -> dict:
-    """The pipeline's steps (links to their tasks) and its finished finetune/benchmark results."""
+def pipeline_extras(pipeline: NullTracker, own_id: str) -> dict:
+    """The pipeline's other steps (links to their tasks) and its finished finetune/benchmark results."""
     extras: dict = {"steps": [], "finetune": [], "benchmark": []}
-    for step in sorted(pipeline.steps(), key=lambda s: s["name"]):
+    for step in sorted((s for s in pipeline.steps() if s["id"] != own_id), key=lambda s: s["name"]):
         stage = next((s for s in STAGES if step["name"].startswith(s)), "")
         link = {"name": step["name"], "stage": stage, "url": step["url"], "kind": "task"}
         extras["steps"].append(link)
@@ -57,7 +57,7 @@ def report(eval_dirs: list[Path], output_dir: Path, tracker: NullTracker, metric
     samples = max(e.results["meta"]["config"]["experiment"]["bootstrap_samples"] for e in entries)
     pipeline = tracker.pipeline()
     board, paths = write_report(entries, output_dir, metric, samples,
-                                pipeline_extras(pipeline) if pipeline is not None else None)
+                                pipeline_extras(pipeline, tracker.task_id) if pipeline is not None else None)
     for target in (tracker, pipeline) if pipeline is not None else (tracker,):
         target.report_table("Leaderboard", metric, leaderboard_table(board))
         target.report_media("report", FILES["html"], paths["html"])

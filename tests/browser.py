@@ -5,6 +5,7 @@ and every network request the page makes. Used by the report's browser test and 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
@@ -33,9 +34,10 @@ class Browser:
         cmd_r, self._cmd_w = os.pipe()
         self._res_r, res_w = os.pipe()
 
-        def wire() -> None:  # in the child: the protocol's fixed descriptors
-            os.dup2(cmd_r, 3)
-            os.dup2(res_w, 4)
+        def wire() -> None:  # in the child: the protocol's fixed descriptors (via high ones: a pipe end may be 3 or 4)
+            high_r, high_w = fcntl.fcntl(cmd_r, fcntl.F_DUPFD, 10), fcntl.fcntl(res_w, fcntl.F_DUPFD, 10)
+            os.dup2(high_r, 3)  # dup2 makes them inheritable; every other descriptor is close-on-exec
+            os.dup2(high_w, 4)
 
         self.proc = subprocess.Popen(
             [exe, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe", "--no-first-run",
@@ -43,7 +45,7 @@ class Browser:
              "--disable-default-apps", "--disable-extensions", f"--user-data-dir={self.profile}",
              f"--window-size={width},{height}", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=wire, pass_fds=(3, 4))
+            preexec_fn=wire, close_fds=False)
         os.close(cmd_r)
         os.close(res_w)
         self._buffer, self._next_id, self.events = b"", 0, []
