@@ -131,7 +131,8 @@ def to_markdown(board: dict) -> str:
                       "[95% CI])", "", "| eval | gold retrieved by | questions | " + " | ".join(GROUPS.values())
                   + " | context helped | context hurt |", "|---|---|---|" + "---|" * (len(GROUPS) + 2)]
         for label, s in splits:
-            lines.append(f"| {label} | {s['definition']} | {s['n']} | "
+            n = s["n"] if s["n"] == s["n_total"] else f"{s['n']} of {s['n_total']}"
+            lines.append(f"| {label} | {s['definition']} | {n} | "
                          + " | ".join(share_text(s["groups"][g]) for g in GROUPS)
                          + f" | {s.get('context_helped', '-')} | {s.get('context_hurt', '-')} |")
     return "\n".join(lines) + "\n"

@@ -78,6 +78,11 @@ def _splitbar(split: dict) -> str:
     return f'<div class="splitbar">{parts}</div>'
 
 
+def _of(split: dict) -> str:
+    """The questions split: `n`, or `n of total` when questions without a gold passage were left out."""
+    return str(split["n"]) if split["n"] == split["n_total"] else f"{split['n']} of {split['n_total']}"
+
+
 def _split(board: dict) -> str:
     evals = [e for e in board["evals"] if e.get("rag_split")]
     if not evals:
@@ -95,7 +100,7 @@ def _split(board: dict) -> str:
                              f'<br><span class="muted">{s["groups"][g]["count"]} questions</span></td>' for g in GROUPS)
             helped = s.get("context_helped", "-"), s.get("context_hurt", "-")
             rows.append(f"<tr data-eval=\"{esc(e['name'])}\"><td>{esc(e['label'])}</td><td>{esc(s['definition'])}"
-                        f"</td><td class=\"num\">{s['n']}</td><td>{_splitbar(s)}</td>{shares}"
+                        f"</td><td class=\"num\">{_of(s)}</td><td>{_splitbar(s)}</td>{shares}"
                         f'<td class="num">{helped[0]}</td><td class="num">{helped[1]}</td></tr>')
         head = "".join(f'<th><span class="sw g-{g}"></span>{esc(label)}</th>' for g, label in GROUPS.items())
         tables.append(f'<table class="split"{_hidden(metric, board)}><tr><th>eval</th><th>gold retrieved by</th>'
