@@ -3,8 +3,8 @@ difference B - A with a paired bootstrap CI over the questions both answered, an
 (wrong in A, right in B) and lost (right in A, wrong in B) with both answers.
 
 Cells are matched on what their evals read: the same config first, then the same config apart from the
-settings in which the two runs differ, then the mode alone (the runs differ in the model), each only where
-it pairs one eval of A with one of B.
+settings that changed outright between the runs (no value in common), then the mode alone (the runs differ
+in the model), each only where it pairs one eval of A with one of B.
 """
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def config_difference(a: list[EvalEntry], b: list[EvalEntry]) -> dict[str, dict[
 
 def _match(a: list[EvalEntry], b: list[EvalEntry], differing: set[str]) -> list[tuple[EvalEntry, EvalEntry]]:
     """Pairs of evals that are the same cell in both runs, matched in rounds, each on a key that is unique
-    on both sides: the whole config the eval reads; that config less the settings in which the runs differ;
-    the mode alone."""
+    on both sides: the whole config the eval reads; that config less the settings that changed between the
+    runs; the mode alone."""
     def by_config(drop: set[str]):
         return lambda e: (e.mode, e.results.get("model"), e.results.get("dataset"),
                           repr(sorted((k, repr(v)) for k, v in e.config.items() if k not in drop)))
@@ -65,7 +65,9 @@ def compare_runs(a: list[EvalEntry], b: list[EvalEntry], metric: str = "token_re
     group_systems(a), group_systems(b)  # two evals of one cell in a run are an error here too
     differing = config_difference(a, b)
     labels_a, labels_b = cell_labels(a), cell_labels(b)
-    pairs = _match(a, b, set(differing))
+    # what changed outright (no value in common), e.g. max_new_tokens 8 -> 3, but not top_k 1|3 -> 3
+    changed = {k for k, v in differing.items() if not {repr(x) for x in v["A"]} & {repr(x) for x in v["B"]}}
+    pairs = _match(a, b, changed)
     shared = []
     for ea, eb in pairs:
         label_a, label_b = labels_a[ea.name], labels_b[eb.name]
