@@ -30,6 +30,26 @@ class NullTracker:
     def report_table(self, title: str, series: str, table: list[list]) -> None:
         pass
 
+    def report_media(self, title: str, series: str, path: Path) -> None:
+        """A file (e.g. an HTML page) as a debug sample: the web UI shows it in DEBUG SAMPLES."""
+
+    @property
+    def task_url(self) -> str:
+        """The task's page in the web UI ('' when no server holds it)."""
+        return ""
+
+    def pipeline(self) -> "NullTracker | None":
+        """A tracker of the pipeline controller task that launched this task (None outside a pipeline)."""
+        return None
+
+    def steps(self) -> list[dict]:
+        """A controller's step tasks: id, name, status, url; [] for a task that is no controller."""
+        return []
+
+    def step_output(self, task_id: str) -> Path | None:
+        """A step task's `output` artifact, downloaded; None when it has none."""
+        return None
+
     def register_model(self, name: str, folder: Path, config: dict, tags: list[str], comment: str) -> str:
         """Register a model folder in the model registry; its id ('' when not tracked)."""
         return ""
@@ -96,6 +116,21 @@ class ClearMLTracker(NullTracker):
     def report_image(self, title: str, path: Path) -> None:
         self.logger.report_image(title=title, series=Path(path).stem, iteration=0, local_path=str(path))
 
+    def report_media(self, title: str, series: str, path: Path) -> None:
+        self.logger.report_media(title=title, series=series, iteration=0, local_path=str(path))
+
+    @property
+    def task_url(self) -> str:
+        return self.task.get_output_log_web_page() if self.online else ""
+
+    def pipeline(self) -> "NullTracker | None":
+        if not self.online or not self.task.parent:
+            return None
+        from clearml import Task
+
+        parent = Task.get_task(task_id=self.task.parent)
+        return _ExistingTask(parent) if str(parent.task_type) == "controller" else None
+
     def upload_artifact(self, name: str, obj: Any) -> None:
         self.task.upload_artifact(name=name, artifact_object=obj, wait_on_upload=True)
 
@@ -115,6 +150,33 @@ class ClearMLTracker(NullTracker):
         self.task.close()
         if error and not self.session_dir:  # an offline session keeps no status
             self.task.mark_failed(status_reason=error[:250], status_message=error, force=True)
+
+
+class _ExistingTask(ClearMLTracker):
+    """Reporting onto a task this process did not start (the pipeline controller of a step): no Task.init,
+    and close() leaves it as it is."""
+
+    def __init__(self, task):
+        self.task, self.logger, self.task_id, self.session_dir = task, task.get_logger(), task.id, None
+
+    def steps(self) -> list[dict]:
+        from clearml import Task
+
+        tasks = Task.get_tasks(task_filter={"parent": self.task_id, "search_hidden": True})
+        return [{"id": t.id, "name": t.name, "status": str(t.get_status()), "url": t.get_output_log_web_page()}
+                for t in tasks]
+
+    def step_output(self, task_id: str) -> Path | None:
+        from clearml import Task
+
+        from clearml_tasks._inputs import OUTPUT_ARTIFACT
+
+        artifact = Task.get_task(task_id=task_id).artifacts.get(OUTPUT_ARTIFACT)
+        local = artifact.get_local_copy() if artifact is not None else None
+        return Path(local) if local else None
+
+    def close(self, error: str = "") -> None:
+        pass
 
 
 def make_tracker(tracking: str, project: str, task_name: str, task_type: str, output_uri: str = "",

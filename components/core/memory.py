@@ -1,8 +1,11 @@
 """Memory per operation: CPU RSS (psutil), torch.cuda allocator figures and the device total (pynvml).
 
 `memory_usage.json` = {"detailed_log": [one snapshot per operation], "peak_usage": {...}, and on a GPU
-"energy": {...}}. The CPU peak is the process's high-water mark (ru_maxrss), so a spike between two
-snapshots is not missed. The energy counter starts with the log (components.core.energy).
+"energy": {...}}. The CPU peak is the process's high-water mark, so a spike between two snapshots is not
+missed. A MemoryLog resets that mark when it starts (Linux: `/proc/self/clear_refs`; CUDA: the
+allocator's peak), so when several steps share a process (`slm run`) each reports its own peak, not the
+largest of every step before it; `peak_usage["cpu_ram_scope"]` says which one a figure is ("step", or
+"process" where no reset was possible). The energy counter starts with the log (components.core.energy).
 
 A backend may hold the model in child processes (vLLM's engine and worker processes hold the weights and
 the KV cache): their memory is counted too, as `cpu_ram_children_mb` / `gpu_ram_children_mb` in each
@@ -63,6 +66,20 @@ def children_cpu_mb() -> tuple[float, float]:
     return now, peak
 
 
+def reset_peaks() -> bool:
+    """Start the process's CPU (and CUDA) memory high-water marks afresh; False where the OS cannot."""
+    if _cuda_ready():
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:  # "5": reset the peak RSS (Linux 4.0+)
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def _cuda_ready() -> bool:
     torch = sys.modules.get("torch")  # never import torch just to learn there is no GPU
     return bool(torch is not None and torch.cuda.is_available())
@@ -116,6 +133,7 @@ def _nvml_children_mb() -> float:
 class MemoryLog:
     started: float = field(default_factory=time.perf_counter)
     detailed_log: list[dict] = field(default_factory=list)
+    own_peak: bool = field(default_factory=reset_peaks)  # the marks were reset when this log started
     children_peak_mb: float = 0.0  # the largest sum of child processes' high-water marks seen
     gpu_children_peak_mb: float = 0.0
     gpu_energy: GpuEnergy = field(default_factory=lambda: GpuEnergy().start())  # from the step's start
@@ -148,7 +166,8 @@ class MemoryLog:
                 "gpu_ram_peak_mb": round(gpu["gpu_ram_peak_mb"] + gpu_children, 1),
                 "reserved_gpu_ram_mb": round(max([e.get("reserved_gpu_ram_mb", 0.0) for e in logged]
                                                  + [gpu["reserved_gpu_ram_mb"]]), 1),
-                "gpu_ram_children_mb": round(gpu_children, 1)}
+                "gpu_ram_children_mb": round(gpu_children, 1),
+                "cpu_ram_scope": "step" if self.own_peak else "process"}
 
     def energy(self) -> dict:
         """The step's GPU energy and mean power (components.core.energy), read once at its end; {} without

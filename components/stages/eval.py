@@ -30,11 +30,19 @@ from components.stages.stage_inputs import Contexts, build_contexts, render_prom
 
 
 def _prediction_row(q: Question, passages: list[Passage], scores: list[float], gen: Generated) -> dict:
-    golds = [normalize_answer(a) for a in q.answers]
+    """One question's line of predictions.jsonl. Per passage shown, best first: its id, score, title,
+    whether it is one of the question's gold passages and whether it holds a gold answer string (what the
+    report's retrieval-vs-reading split reads); `has_gold_passage` says whether the question has any."""
+    golds = [g for g in (normalize_answer(a) for a in q.answers) if g]
     context_text = normalize_answer(" ".join(p.text for p in passages))
+    gold_ids = set(q.gold_passage_ids)
     return {"id": q.id, "question": q.question, "answers": q.answers, "prediction": gen.text,
             "context_ids": [p.id for p in passages], "context_scores": [round(s, 4) for s in scores],
-            "context_has_answer": bool(passages) and any(g and g in context_text for g in golds),
+            "context_titles": [p.title for p in passages],
+            "context_is_gold": [p.id in gold_ids for p in passages],
+            "context_holds_answer": [any(g in normalize_answer(p.text) for g in golds) for p in passages],
+            "has_gold_passage": bool(gold_ids),
+            "context_has_answer": bool(passages) and any(g in context_text for g in golds),
             "new_tokens": gen.new_tokens, "hit_max_new_tokens": gen.hit_max_new_tokens,
             **score_prediction(gen.text, q.answers)}
 
