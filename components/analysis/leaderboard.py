@@ -17,10 +17,18 @@ from components.core.errors import UserError
 
 DIFFERENCES = (("oracle_context", "no_context"), ("retriever_context", "no_context"))
 # Each eval's own cost figures (memory: the eval's own peak, see components.core.memory).
-EVAL_COSTS = ("seconds_per_question", "cpu_ram_used_mb", "gpu_ram_peak_mb", "duration_seconds")
+EVAL_COSTS = ("seconds_per_question", "cpu_ram_used_mb", "gpu_ram_peak_mb", "duration_seconds", "gpu_energy_joules",
+              "gpu_mean_power_watts")
+# Measured only on a GPU (components.core.energy): absent elsewhere, shown as "-", never as 0.
+GPU_ONLY_COSTS = ("gpu_energy_joules", "gpu_mean_power_watts")
 COST_LABELS = {"model_size_mb": "model size (MB)", "seconds_per_question": "seconds per question",
                "cpu_ram_used_mb": "peak CPU RAM of this eval (MB)", "gpu_ram_peak_mb": "peak GPU memory (MB)",
-               "duration_seconds": "eval duration (s)"}
+               "duration_seconds": "eval duration (s)", "gpu_energy_joules": "GPU energy (J)",
+               "gpu_mean_power_watts": "mean GPU power (W)"}
+
+
+def cost_text(value) -> str:
+    return "-" if value is None else str(value)
 
 
 def _cell(e: EvalEntry, metric: str) -> dict:
@@ -45,7 +53,7 @@ def _eval_info(e: EvalEntry, label: str, baseline: EvalEntry | None, samples: in
     r = e.results
     info = {"name": e.name, "label": label, "mode": e.mode, "model": r.get("model", "?"),
             "dataset": r.get("dataset", "?"), "n": r.get("num_examples"), "link": eval_link(e, report_dir),
-            "costs": {c: r.get(c, 0) for c in ("model_size_mb", *EVAL_COSTS)},
+            "costs": {c: r.get(c, None if c in GPU_ONLY_COSTS else 0) for c in ("model_size_mb", *EVAL_COSTS)},
             "cpu_ram_scope": r.get("cpu_ram_scope", "process")}
     if e.mode == "retriever_context":
         info["rag_split"] = {q: rag_split(e.rows, q, samples, baseline.rows if baseline else None) for q in QUALITY}
@@ -118,7 +126,7 @@ def to_markdown(board: dict) -> str:
         lines.append("| " + " | ".join([r["system"], *cells, str(r["costs"]["model_size_mb"])]) + " |")
     lines += ["", "## Each eval's own costs", "", "| eval | questions | " + " | ".join(
         COST_LABELS[c] for c in EVAL_COSTS) + " |", "|---|---|" + "---|" * len(EVAL_COSTS)]
-    lines += [f"| {e['label']} | {e['n']} | " + " | ".join(str(e["costs"][c]) for c in EVAL_COSTS) + " |"
+    lines += [f"| {e['label']} | {e['n']} | " + " | ".join(cost_text(e["costs"][c]) for c in EVAL_COSTS) + " |"
               for e in board["evals"]]
     diffs = [(r["system"], name, d) for r in board["rows"] for name, d in r["differences"][metric].items()]
     if diffs:

@@ -11,7 +11,8 @@ import html
 from pathlib import Path
 
 from components.analysis.drilldown import encode
-from components.analysis.leaderboard import COST_LABELS, EVAL_COSTS, cell_text, is_best, share_text
+from components.analysis.leaderboard import (COST_LABELS, EVAL_COSTS, cell_text, cost_text, is_best,
+                                             share_text)
 from components.analysis.rag_split import DEFINITIONS, GROUPS
 from components.analysis.report_text import definitions, extras_section, meta_table
 
@@ -65,8 +66,8 @@ def _costs(board: dict) -> str:
     for e in board["evals"]:
         link = f'<a href="{esc(e["link"]["url"])}">{esc(e["link"]["kind"])}</a>' if e["link"]["url"] else "-"
         scope = "" if e["cpu_ram_scope"] == "step" else " (process peak)"
-        values = "".join(f'<td class="num">{e["costs"][c]}{scope if c == "cpu_ram_used_mb" else ""}</td>'
-                         for c in EVAL_COSTS)
+        values = "".join(f'<td class="num">{cost_text(e["costs"][c])}{scope if c == "cpu_ram_used_mb" else ""}'
+                         '</td>' for c in EVAL_COSTS)
         rows.append(f"<tr><td>{esc(e['label'])}</td><td class=\"num\">{e['n']}</td>{values}<td>{link}</td></tr>")
     return ('<section id="costs"><h2>Each eval\'s own costs</h2><table id="cost-table"><tr><th>eval</th>'
             f"<th>questions</th>{head}<th>ran as</th></tr>{''.join(rows)}</table></section>")

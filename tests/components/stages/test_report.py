@@ -83,6 +83,19 @@ def test_paired_differences_use_the_same_questions_in_every_metric(entries):
     assert small_k1["differences"]["token_f1"]["oracle_context - no_context"]["mean"] == 0.25  # F1 = recall / 2
 
 
+def test_gpu_energy_is_a_cost_column_where_measured_and_a_dash_elsewhere(entries):
+    entries[0].results.update(gpu_energy_joules=812.5, gpu_mean_power_watts=210.3)  # small_nc ran on a GPU
+    board = build_leaderboard(entries, samples=200)
+    evals = {e["name"]: e for e in board["evals"]}
+    assert evals["small_nc"]["costs"]["gpu_energy_joules"] == 812.5
+    assert evals["big_nc"]["costs"]["gpu_energy_joules"] is None, "absent without a GPU, not 0"
+    table = to_markdown(board).split("## Each eval's own costs")[1]
+    header, _, *rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert header.endswith("| GPU energy (J) | mean GPU power (W) |")
+    assert sum(r.endswith("| 812.5 | 210.3 |") for r in rows) == 1
+    assert sum(r.endswith("| - | - |") for r in rows) == 4
+
+
 def test_each_eval_keeps_its_own_costs_and_a_retriever_eval_its_split(entries):
     board = build_leaderboard(entries, samples=200)
     evals = {e["name"]: e for e in board["evals"]}
