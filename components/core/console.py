@@ -93,8 +93,19 @@ def _progress_part(state: str) -> str:
     return state.rsplit(" [", 1)[0]
 
 
+# Library warnings that say nothing a user can act on. bitsandbytes, on a CPU with AVX-512 BF16, tries to
+# fetch a faster 4-bit kernel from the Hugging Face hub through the optional `kernels` package at import
+# and warns "Failed to load ..." when it cannot; it then uses its own CPU kernel, the one the QLoRA tests run.
+QUIET_LOGGERS = ("bitsandbytes.backends.cpu.ops",)
+
+
 def configure_console(drop: tuple[str, ...] = ()) -> None:
-    """Wrap sys.stdout and sys.stderr (once per process, before ClearML patches them in Task.init)."""
+    """Wrap sys.stdout and sys.stderr (once per process, before ClearML patches them in Task.init), and
+    quiet QUIET_LOGGERS down to errors."""
+    import logging
+
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         if stream is None or isinstance(stream, ConsoleStream):

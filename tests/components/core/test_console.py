@@ -77,3 +77,20 @@ def test_it_is_still_the_stream_it_wraps():
         pass
     stream.write("kept\n")
     assert out.getvalue() == "kept\n"
+
+
+def test_configure_console_quiets_bitsandbytes_kernel_fetch_warning(monkeypatch, caplog):
+    import io
+    import logging
+
+    from components.core import console
+
+    monkeypatch.setattr(console.sys, "stdout", io.StringIO())
+    monkeypatch.setattr(console.sys, "stderr", io.StringIO())
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    monkeypatch.setattr(logger, "level", logging.NOTSET)
+    console.configure_console()
+    with caplog.at_level(logging.WARNING):
+        logger.warning("Failed to load CPU gemm_4bit_forward from kernels-community: ...")
+        logger.error("a real bitsandbytes error")
+    assert [r.getMessage() for r in caplog.records if r.name == logger.name] == ["a real bitsandbytes error"]
