@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 from components.core.config import ModelConfig
 from components.core.errors import UserError
-from components.core.fileio import temp_dir_beside
+from components.core.fileio import ordinary_modes, temp_dir_beside
 from components.core.outputs import cache_root
 
 
@@ -127,6 +127,7 @@ def _write_once(target: Path, marker: str, write) -> None:
     tmp = temp_dir_beside(target)
     try:
         write(tmp)
+        ordinary_modes(tmp)  # a shared cache: others on the machine load from it too
         try:
             os.replace(tmp, target)
         except OSError:

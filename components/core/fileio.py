@@ -39,6 +39,31 @@ def temp_dir_beside(final: str | os.PathLike, suffix: str = ".tmp") -> Path:
     return _new_sibling(final, os.mkdir, suffix)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux reports it in /proc); elsewhere set and reset."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def ordinary_modes(folder: str | os.PathLike) -> None:
+    """Give the files under `folder` at least the mode a plain write would (0o666 less the umask):
+    safetensors (0.8) writes its files 0o600 whatever the umask, and model folders hold them."""
+    allowed = 0o666 & ~current_umask()
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            mode = path.stat().st_mode & 0o7777
+            if mode & allowed != allowed:
+                path.chmod(mode | allowed)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto `path` only if the block succeeds."""

@@ -33,7 +33,7 @@ from components.data import schema
 from components.stages.collators import EXAMPLE_TOKENS, IGNORE_INDEX, PackingCollator, attention_pair_cost
 from components.core.config import AppConfig
 from components.core.errors import UserError
-from components.core.fileio import atomic_path, write_json
+from components.core.fileio import atomic_path, ordinary_modes, write_json
 from components.core.outputs import ADAPTER_DIR, CHECKPOINT_DIR, RESULTS_FILE, clear_outputs
 from components.core.memory import MemoryLog, cpu_peak_mb, gpu_snapshot
 from components.backends.models import (check_bitsandbytes, load_model, peft_wrapping, resolve_device,
@@ -124,6 +124,13 @@ class ThroughputCallback(TrainerCallback):
     def session_rates(self) -> dict[str, float]:
         """Over every step this process trained (a resumed run: the steps after the checkpoint)."""
         return self.rates(self.session_seconds, self.session_tokens, self.session_steps)
+
+
+class ReadableCheckpoints(TrainerCallback):
+    """Each checkpoint's files get the mode a plain write gives (safetensors writes its own 0o600)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        ordinary_modes(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
 
 def peak_memory() -> dict[str, float]:
@@ -252,6 +259,7 @@ def _save_dir(final: Path, save) -> Path:
     tmp = final.with_name(f".{final.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save(tmp)
+    ordinary_modes(tmp)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return final
@@ -298,7 +306,8 @@ def run_finetune(cfg: AppConfig, ingest_dir: Path, output_dir: Path, callbacks: 
                                pack=model.config._attn_implementation == "sdpa", pair_cost=attention_pair_cost(model))
     console = [TrainingProgress(progress)] if progress else []
     trainer = _trainer_class()(model=model, args=args, train_dataset=train, eval_dataset=eval_set or None,
-                               data_collator=collator, callbacks=[throughput, *console, *(callbacks or [])])
+                               data_collator=collator,
+                               callbacks=[throughput, ReadableCheckpoints(), *console, *(callbacks or [])])
     trainer.remove_callback(PrinterCallback)  # the raw log dicts (disable_tqdm makes it the Trainer's console)
     output = trainer.train(resume_from_checkpoint=True if can_resume else None)
     memory.record("train")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from components.core.fileio import atomic_path, temp_dir_beside, write_json, write_jsonl, write_text
+from components.core.fileio import (atomic_path, current_umask, ordinary_modes, temp_dir_beside, write_json,
+                                    write_jsonl, write_text)
 
 
 @pytest.fixture
@@ -68,3 +69,21 @@ def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("crash")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_current_umask_reads_without_changing_it(umask):
+    umask(0o027)
+    assert current_umask() == 0o027
+    assert current_umask() == 0o027
+
+
+def test_model_folders_written_private_by_a_library_are_opened_up_to_the_umask(tmp_path, umask):
+    umask(0o022)
+    folder = tmp_path / "adapter"
+    (folder / "sub").mkdir(parents=True)
+    weights, config, script = folder / "adapter_model.safetensors", folder / "sub" / "config.json", folder / "run.sh"
+    for path, mode in ((weights, 0o600), (config, 0o640), (script, 0o700)):  # how safetensors 0.8 writes: 0o600
+        path.write_text("x")
+        path.chmod(mode)
+    ordinary_modes(folder)
+    assert [_mode(p) for p in (weights, config, script)] == [0o644, 0o644, 0o744]
