@@ -113,10 +113,9 @@ class VLLMGenerator:
         self.model_size_bytes = model_size_bytes
 
     @classmethod
-    def from_source(cls, source: str, cfg: ModelConfig, gen: GenerationConfig | None = None,
-                    device: str = "cuda") -> "VLLMGenerator":
+    def from_source(cls, source: str, cfg: ModelConfig, gen: GenerationConfig, device: str) -> "VLLMGenerator":
         vllm = import_vllm()
-        kwargs = engine_arguments(source, cfg, gen or GenerationConfig(), device)
+        kwargs = engine_arguments(source, cfg, gen, device)
         if device == "cpu":
             for key, value in CPU_ENV.items():
                 os.environ.setdefault(key, value)  # read by vLLM's worker processes; a user's own value wins
