@@ -36,6 +36,11 @@ def _retrieval(cfg: AppConfig) -> bool:
     return cfg.experiment.mode == "retriever_context"
 
 
+def _adapter_base(cfg: AppConfig) -> dict:
+    """A QLoRA adapter was trained on the 4-bit base: the tuned evals load that base, as the benchmark does."""
+    return {"model.load_in_4bit": True} if cfg.finetune.method == "qlora" else {}
+
+
 def _dataset_identity(cfg: AppConfig) -> str:
     """A local dataset file's size and mtime, so editing the data invalidates the step that read it."""
     path = Path(cfg.dataset.path)
@@ -72,6 +77,8 @@ class After:
     enabled_by: str  # section.field (experiment.eval_tuned)
     label: str  # tuned
     model_field: str  # model.adapter
+    # More settings the variant takes from the run's config (a QLoRA adapter runs on its 4-bit base).
+    overrides: Callable[[AppConfig], dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +156,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
                    *ENERGY),
           fan_out=FanOut("experiment.mode", "experiment.modes"),
           shards=Shards("experiment.shards", "experiment.shard", joiner="merge"),
-          after=After("finetune", "experiment.eval_tuned", "tuned", "model.adapter"),
+          after=After("finetune", "experiment.eval_tuned", "tuned", "model.adapter", overrides=_adapter_base),
           gpu=True, memory=f"{_ESTIMATES}:eval_memory",
           help="answer every question in experiment.mode; metrics, predictions, memory"),
     Stage("finetune", "training", ("finetune", "model", "prompt"), inputs=("ingest",),

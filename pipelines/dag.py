@@ -152,9 +152,10 @@ def build_dag(cfg: AppConfig, stages: tuple[str, ...] | None = None, single: boo
                 spec = STAGES[later]
                 if stage not in made or not point_cfg.value(spec.after.enabled_by):
                     continue
+                extra = spec.after.overrides(point_cfg) if spec.after.overrides else {}
                 for base_name, own, _ in _variants(spec, point_cfg, single=False):  # beside the base variants
                     label = f"{later}_{spec.after.label}" + base_name[len(later):]
-                    add(later, label, {**own, spec.after.model_field: model_ref(made[stage])}, None,
+                    add(later, label, {**own, **extra, spec.after.model_field: model_ref(made[stage])}, None,
                         after=(made[stage],))
     for stage in (s for s in STAGES if s in stages and STAGES[s].gathers):
         spec = STAGES[stage]

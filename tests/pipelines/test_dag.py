@@ -89,3 +89,11 @@ def test_locally_a_model_reference_is_the_folder_the_step_registered(tmp_path):
     done["finetune"].results.pop("model_dir")
     with pytest.raises(Exception, match="registered no model"):
         resolve_model_refs(cfg, step, done)
+
+
+def test_a_qlora_adapter_is_evaluated_on_its_4bit_base():
+    lora = {s.name: s for s in build_dag(build_config(["experiment.eval_tuned=true"]))}
+    assert "model.load_in_4bit" not in lora["eval_tuned_no_context"].overrides
+    qlora = {s.name: s for s in build_dag(build_config(["experiment.eval_tuned=true", "finetune.method=qlora"]))}
+    assert qlora["eval_tuned_no_context"].overrides["model.load_in_4bit"] is True
+    assert "model.load_in_4bit" not in qlora["eval_no_context"].overrides, "the base evals stay as configured"
