@@ -24,12 +24,13 @@ def adapter_dir(tmp_path_factory) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import set_seed
 
-    from components.backends.models import load_model
+    from components.backends.models import load_model, peft_wrapping
 
     set_seed(0)
-    model = get_peft_model(load_model(ModelConfig()).model,
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                      init_lora_weights=False, task_type="CAUSAL_LM"))
+    with peft_wrapping():  # as the project wraps models: without peft's deprecation warning
+        model = get_peft_model(load_model(ModelConfig()).model,
+                               LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                          init_lora_weights=False, task_type="CAUSAL_LM"))
     finetune_dir = tmp_path_factory.mktemp("finetune")
     model.save_pretrained(finetune_dir / "adapter")
     return finetune_dir

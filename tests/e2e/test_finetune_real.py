@@ -117,6 +117,8 @@ def _answer_loss(model, examples: list[dict]) -> float:
 def test_saved_adapter_reloads_and_changes_the_model(trained, ingest_dir):
     from peft import PeftModel
 
+    from components.backends.models import peft_wrapping
+
     cfg, out, _ = trained
     lm = load_model(cfg.model)
     train = training_examples(cfg, lm.tokenizer, ingest_dir)[0][:8]
@@ -124,7 +126,8 @@ def test_saved_adapter_reloads_and_changes_the_model(trained, ingest_dir):
     with torch.no_grad():
         base_logits = lm.model(**prompt).logits[0, -1]
     base_loss = _answer_loss(lm.model, train)
-    tuned = PeftModel.from_pretrained(lm.model, str(out / ADAPTER_DIR)).eval()
+    with peft_wrapping():  # as the project loads adapters: without peft's deprecation warning
+        tuned = PeftModel.from_pretrained(lm.model, str(out / ADAPTER_DIR)).eval()
     with torch.no_grad():
         tuned_logits = tuned(**prompt).logits[0, -1]
     assert (tuned_logits - base_logits).abs().max() > 1.0
