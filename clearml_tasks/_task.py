@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from clearml_tasks._estimate import record_memory_estimate
 from clearml_tasks._inputs import (CONFIG_FILE, OUTPUT_ARTIFACT, resolve_adapter, resolve_input,
                                    with_parent_sections)
 from clearml_tasks._tracker import NullTracker, make_tracker
@@ -79,7 +80,8 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
                                                 or stage, "project": cfg.clearml.project})
         if "model" in spec.sections:
             cfg = resolve_adapter(cfg)
-        results = {**body(cfg, input_dirs, output_dir, tracker), **memory_estimate(spec, cfg, tracker)}
+        results = body(cfg, input_dirs, output_dir, tracker)
+        results.update(record_memory_estimate(spec, cfg, tracker))
         with own_outputs(output_dir, spec.upload_exclude) as folder:
             tracker.upload_artifact(OUTPUT_ARTIFACT, folder)
     except BaseException as e:
@@ -88,20 +90,6 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
     tracker.close()
     return {**results, "task_id": tracker.task_id,
             "session_dir": str(tracker.session_dir) if tracker.session_dir else ""}
-
-
-def memory_estimate(spec, cfg: AppConfig, tracker: NullTracker) -> dict:
-    """The GPU memory estimate a pipeline places this step by (pipelines.fleet), beside what it measured; {}
-    for a stage without GPU work, or where the model's shape cannot be read here (never fails a step)."""
-    try:
-        estimate = spec.memory_estimate(cfg)
-    except UserError:
-        return {}
-    if estimate is None:
-        return {}
-    fields = {"memory_estimate_gb": round(estimate.gb, 3), "memory_estimate_breakdown_gb": estimate.breakdown()}
-    tracker.set_properties({"memory_estimate_gb": fields["memory_estimate_gb"]})
-    return fields
 
 
 def failure_reason(e: BaseException) -> str:

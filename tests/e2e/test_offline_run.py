@@ -130,7 +130,9 @@ def test_ingest_session_parameters(offline):
 @pytest.mark.slow
 def test_eval_session_parameters(offline):
     task = _task(_by_name(offline.first)["eval"])
-    assert set(task["hyperparams"]) == set(STAGES["eval"].sections) | {"inputs"}
+    # the stage's sections, its inputs, and its user properties (the memory estimate)
+    assert set(task["hyperparams"]) == set(STAGES["eval"].sections) | {"inputs", "properties"}
+    assert float(_param(task, "properties", "memory_estimate_gb")) > 0
     assert set(STAGES["eval"].sections) == {"experiment", "model", "retriever", "prompt", "generation"}
     assert _param(task, "experiment", "max_samples") == "4"
     assert _param(task, "experiment", "mode") == "no_context"
@@ -149,8 +151,9 @@ def test_eval_session_parameters(offline):
 def test_eval_single_values_and_final_metrics(offline):
     eval_step = _by_name(offline.first)["eval"]
     results = read_json(Path(_artifacts(eval_step)["results"]["uri"]))  # that run's results.json
+    runner_side = ("task_id", "session_dir", "memory_estimate_gb", "memory_estimate_breakdown_gb")
     assert {k: v for k, v in results.items() if k != "meta"} == {
-        k: v for k, v in eval_step.results.items() if k not in ("task_id", "session_dir")}
+        k: v for k, v in eval_step.results.items() if k not in runner_side}
     events = _events(eval_step)
     singles = {e["variant"]: e["value"] for e in events
                if e["type"] == "training_stats_scalar" and e["metric"] == "Summary" and e["iter"] == SINGLE_VALUE_ITER}
