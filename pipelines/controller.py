@@ -179,7 +179,8 @@ def controller_class():
     task on an agent (`_deserialize` recreates the nodes but not the retry callbacks `add_step` registered,
     so a failed step was never retried there), and creating steps without the templates' `template` tag.
     Its fault handling lives in its own modules: the watch over running steps whose agent died
-    (pipelines.step_watch)."""
+    (pipelines.step_watch) and, on an agent, the steps of a dead controller's run taken back
+    (pipelines.resume)."""
     from clearml import PipelineController
 
     from pipelines.step_watch import StepWatchMixin
@@ -196,6 +197,10 @@ def controller_class():
         def _prepare_pipeline(self, *args, **kwargs) -> None:
             super()._prepare_pipeline(*args, **kwargs)  # the DAG and its saved progress, read back
             self._slm_start_watching()
+            if self._task is not None and not self._task.running_locally():
+                from pipelines.resume import reattach_steps
+
+                reattach_steps(self)
 
     return RetryingPipelineController
 
