@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,18 @@ class NullTracker:
 
     def upload_artifact(self, name: str, obj: Any) -> None:
         pass
+
+    def keep_progress(self, name: str, path: Path, metadata: dict) -> None:
+        """Keep a growing progress file where a later attempt of this task finds it if this one dies (on an
+        agent: the task's artifact `name`; locally the file itself stays on disk, so nothing to do)."""
+
+    def restore_progress(self, name: str, path: Path) -> bool:
+        """Put the progress file an earlier attempt of this very task kept under `name` at `path`, unless a
+        longer one is there already; whether one was restored."""
+        return False
+
+    def drop_progress(self, name: str) -> None:
+        """The work completed: its progress file is no longer a result of the task."""
 
     def close(self, error: str = "") -> None:
         """End tracking; `error` (one line) marks the run failed with that reason."""
@@ -102,6 +115,33 @@ class ClearMLTracker(NullTracker):
     def set_properties(self, values: dict) -> None:
         self.task.set_user_properties(**{k: str(v) for k, v in values.items()})
 
+    @property
+    def on_agent(self) -> bool:
+        """An agent runs this task: a dead agent's next attempt runs elsewhere, without this disk."""
+        return self.online and not self.task.running_locally()
+
+    def keep_progress(self, name: str, path: Path, metadata: dict) -> None:
+        if self.on_agent:
+            self.task.upload_artifact(name=name, artifact_object=Path(path), metadata=metadata, wait_on_upload=True)
+
+    def restore_progress(self, name: str, path: Path) -> bool:
+        artifact = self.task.artifacts.get(name) if self.on_agent else None
+        if artifact is None:
+            return False
+        local = artifact.get_local_copy()
+        if not local or not Path(local).is_file():
+            logging.getLogger(__name__).warning("cannot download %s (%s); starting over", name, artifact.url)
+            return False
+        if _line_count(Path(local)) <= _line_count(Path(path)):
+            return False  # this disk holds as much already (the same agent ran the earlier attempt)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, path)
+        return True
+
+    def drop_progress(self, name: str) -> None:
+        if self.on_agent and name in self.task.artifacts:
+            self.task.delete_artifacts([name], raise_on_errors=False, delete_from_storage=True)
+
     def register_model(self, name: str, folder: Path, config: dict, tags: list[str], comment: str) -> str:
         from clearml_tasks._models import register_output_model
 
@@ -115,6 +155,13 @@ class ClearMLTracker(NullTracker):
         self.task.close()
         if error and not self.session_dir:  # an offline session keeps no status
             self.task.mark_failed(status_reason=error[:250], status_message=error, force=True)
+
+
+def _line_count(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
 
 
 def make_tracker(tracking: str, project: str, task_name: str, task_type: str, output_uri: str = "",

@@ -213,3 +213,44 @@ def test_a_real_offline_session_keeps_the_stage_parameters_and_a_session_folder(
     got = run_offline_script(OFFLINE_SESSION, tmp_path)
     assert got["edited"] == {"top_k": 3} and got["online"] is False and got["task_id"]
     assert got["exists"] and str(tmp_path / "cache") in got["session"]
+
+
+class Artifact:
+    def __init__(self, local):
+        self.local, self.url = local, "http://files/partial"
+
+    def get_local_copy(self):
+        return self.local
+
+
+def agent_tracker(recording, monkeypatch, artifacts: dict, locally: bool = False) -> ClearMLTracker:
+    tracker = ClearMLTracker("p", "eval", "testing", offline=False)
+    monkeypatch.setattr(recording.instance, "running_locally", lambda: locally, raising=False)
+    monkeypatch.setattr(recording.instance, "artifacts", artifacts, raising=False)
+    return tracker
+
+
+def test_on_an_agent_progress_is_uploaded_and_an_earlier_attempts_is_restored(recording, monkeypatch, tmp_path):
+    uploaded = tmp_path / "uploaded.jsonl"
+    uploaded.write_text("header\nbatch 0\nbatch 1\n")
+    tracker = agent_tracker(recording, monkeypatch, {"predictions.partial": Artifact(str(uploaded))})
+    partial = tmp_path / "out" / "predictions.partial.jsonl"
+    assert tracker.restore_progress("predictions.partial", partial)
+    assert partial.read_text() == uploaded.read_text()
+    partial.write_text("header\nbatch 0\nbatch 1\nbatch 2\n")  # this disk holds more: kept
+    assert not tracker.restore_progress("predictions.partial", partial) and "batch 2" in partial.read_text()
+    tracker.keep_progress("predictions.partial", partial, {"batches_done": 3, "batches": 4})
+    tracker.drop_progress("predictions.partial")
+    calls = [c for c in recording.instance.calls if c[0] in ("upload_artifact", "delete_artifacts")]
+    assert calls[0][2] == {"name": "predictions.partial", "artifact_object": partial,
+                           "metadata": {"batches_done": 3, "batches": 4}, "wait_on_upload": True}
+    assert calls[1][1] == (["predictions.partial"],)
+
+
+def test_a_local_run_keeps_its_progress_on_its_own_disk_only(recording, monkeypatch, tmp_path):
+    tracker = agent_tracker(recording, monkeypatch, {"predictions.partial": Artifact(str(tmp_path))}, locally=True)
+    assert not tracker.restore_progress("predictions.partial", tmp_path / "p.jsonl")
+    tracker.keep_progress("predictions.partial", tmp_path / "p.jsonl", {})
+    tracker.drop_progress("predictions.partial")
+    assert not [c for c in recording.instance.calls if c[0] in ("upload_artifact", "delete_artifacts")]
+    assert not agent_tracker(recording, monkeypatch, {}).restore_progress("predictions.partial", tmp_path / "x")
