@@ -134,6 +134,12 @@ class Fleet:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
 
+    def stop(self, name: str) -> None:
+        """An agent shut down in order (SIGTERM): it deregisters."""
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+
     def stop_all(self) -> None:
         for proc in self.procs.values():
             try:
@@ -261,3 +267,56 @@ def test_an_agent_killed_mid_eval_is_detected_and_its_step_resumed_by_another_ag
     assert sum(1 for n, _ in run["children"] if n == victim["name"]) == 1  # the same task, not a second one
     print(f"agent killed: re-enqueued {detected_s:.0f} s after the kill (threshold 30 s), pipeline completed "
           f"{recovered_s:.0f} s after it; {reused} of {BATCHES} batches reused")
+
+
+def test_a_controller_killed_mid_pipeline_continues_when_resumed_and_no_completed_step_runs_again(
+        server, api, fleet, reference):
+    """kill -9 of the services agent and the controller it runs once one eval has completed and the other
+    runs; that eval completes while no controller watches. `slm pipeline resume` refuses while the dead
+    agent's registration still says it runs the controller, and once the agent is back re-enqueues the same
+    controller task: it keeps the completed steps (neither eval runs again, each step is one task that ran
+    once), and launches the rest."""
+    if "steps-b" in fleet.procs:
+        fleet.stop("steps-b")  # one step agent: the evals run one after the other
+    controller_id = start_pipeline(server, "controllerkilled", seed=2)
+
+    def one_eval_done_one_running():
+        states = {t["name"]: t["status"] for t in api.children(controller_id)}
+        done = [n for n in EVALS if states.get(n) == "completed"]
+        return states if done and any(states.get(n) == "in_progress" for n in EVALS) else None
+
+    at_kill = wait_until("one eval completed, the other running", one_eval_done_one_running, 600, every=0.5)
+    fleet.kill("services")
+    killed_at = time.monotonic()
+    before = {t["name"]: t["id"] for t in api.children(controller_id)}
+    refused = slm(server, "pipeline", "resume", controller_id)
+    assert refused.returncode == 2 and "is running on agent" in refused.stderr, refused.stderr
+    status = slm(server, "pipeline", "status", controller_id)
+    assert status.returncode == 0 and "in_progress" in status.stdout.splitlines()[0], status.stdout + status.stderr
+    wait_until("the running eval completed without its controller",
+               lambda: all(api.status(before[n]) == "completed" for n in EVALS), 600)
+    fleet.start("services", SERVICES_QUEUE)
+    time.sleep(12)  # the agent's first status reports replace the dead one's registration
+    resumed = slm(server, "pipeline", "resume", controller_id)
+    assert resumed.returncode == 0 and "re-enqueued" in resumed.stdout, resumed.stderr
+    resumed_at = time.monotonic()
+    run = finished(server, controller_id)
+    recovered_s = time.monotonic() - killed_at
+    fleet.start("steps-b", STEPS_QUEUE)
+    assert_same_outputs(run, reference)
+    names = [n for n, _ in run["children"]]
+    assert sorted(names) == sorted(set(names))  # one task per step: nothing launched twice
+    for name in EVALS:
+        step = run["steps"][name]
+        assert step["id"] == before[name] and step["attempts"] == 1
+        assert step["log"].count("Running task id") == 1, name  # ran once: never re-enqueued
+    for name in at_kill:
+        if at_kill[name] == "completed":
+            assert f"resume: step {name} is task {before[name]} (completed); kept, not run again" in run["log"]
+    status = slm(server, "pipeline", "status", controller_id)
+    rows = [line.split() for line in status.stdout.splitlines()[3:]]
+    assert status.returncode == 0 and {r[0]: r[1] for r in rows} == {
+        name: "completed" if run["steps"][name]["parent"] == controller_id else "cached" for name in run["steps"]}
+    print(f"controller killed: resumed {resumed_at - killed_at:.0f} s after the kill (the operator's wait "
+          f"included), pipeline completed {recovered_s:.0f} s after it; steps completed before: "
+          f"{sorted(n for n, st in at_kill.items() if st == 'completed')}")
