@@ -31,6 +31,7 @@ def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -
         print(f"found {PARTIAL_FILE} of an earlier attempt of this task", flush=True)
 
     def keep(path: Path, done: int, total: int) -> None:
+        tracker.report_scalar("progress", "batches_done", done, iteration=done)  # also a sign of life
         tracker.keep_progress(PARTIAL_ARTIFACT, path, {"batches_done": done, "batches": total})
 
     results = run_eval(cfg, cfg.experiment.mode, inputs["ingest"], inputs.get("index"), output_dir,
