@@ -167,6 +167,12 @@ class ClearMLTracker(NullTracker):
     def drop_progress(self, name: str) -> None:
         if not self.on_agent:
             return
+        # The SDK sends the list of every artifact this process uploaded with each new upload, so a deleted
+        # one would come back with the next (seen with clearml 2.1.12): take it off that list first.
+        manager = getattr(self.task, "_artifacts_manager", None)
+        uploaded = getattr(manager, "_task_artifact_list", None)
+        if isinstance(uploaded, list):
+            uploaded[:] = [a for a in uploaded if getattr(a, "key", None) != name]
         self.task.reload()  # the artifacts uploaded in this process are not in its copy of the task
         if name in self.task.artifacts:
             self.task.delete_artifacts([name], raise_on_errors=False, delete_from_storage=True)

@@ -243,7 +243,12 @@ def test_on_an_agent_progress_is_uploaded_and_an_earlier_attempts_is_restored(re
     partial.write_text("header\nbatch 0\nbatch 1\nbatch 2\n")  # this disk holds more: kept
     assert not tracker.restore_progress("predictions.partial", partial) and "batch 2" in partial.read_text()
     tracker.keep_progress("predictions.partial", partial, {"batches_done": 3, "batches": 4})
+    from types import SimpleNamespace
+    uploaded = [SimpleNamespace(key="predictions.partial"), SimpleNamespace(key="results")]
+    monkeypatch.setattr(recording.instance, "_artifacts_manager", SimpleNamespace(_task_artifact_list=uploaded),
+                        raising=False)
     tracker.drop_progress("predictions.partial")
+    assert [a.key for a in uploaded] == ["results"]  # else the next upload would register it again
     calls = [c for c in recording.instance.calls if c[0] in ("upload_artifact", "delete_artifacts")]
     assert calls[0][2] == {"name": "predictions.partial", "artifact_object": partial,
                            "metadata": {"batches_done": 3, "batches": 4}, "wait_on_upload": True}
