@@ -84,6 +84,7 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
         results.update(record_memory_estimate(spec, cfg, tracker))
         with own_outputs(output_dir, spec.upload_exclude) as folder:
             tracker.upload_artifact(OUTPUT_ARTIFACT, folder)
+        tracker.confirm_delivery()  # a report lost to an unreachable server is sent again, or the stage fails
     except BaseException as e:
         tracker.close(error=failure_reason(e))
         raise

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
+from clearml_tasks._delivery import RESEND_ROUNDS, Sent, describe, missing, patiently
 from components.core.formatting import format_results, numeric_metrics
 
 
@@ -60,6 +62,22 @@ class NullTracker:
     def upload_artifact(self, name: str, obj: Any) -> None:
         pass
 
+    def keep_progress(self, name: str, path: Path, metadata: dict) -> None:
+        """Keep a growing progress file where a later attempt of this task finds it if this one dies (on an
+        agent: the task's artifact `name`; locally the file itself stays on disk, so nothing to do)."""
+
+    def restore_progress(self, name: str, path: Path) -> bool:
+        """Put the progress file an earlier attempt of this very task kept under `name` at `path`, unless a
+        longer one is there already; whether one was restored."""
+        return False
+
+    def drop_progress(self, name: str) -> None:
+        """The work completed: its progress file is no longer a result of the task."""
+
+    def confirm_delivery(self) -> None:
+        """Make sure everything reported reached the server (sending again what did not); raises if it never
+        does, so the stage fails rather than completing without it."""
+
     def close(self, error: str = "") -> None:
         """End tracking; `error` (one line) marks the run failed with that reason."""
 
@@ -88,9 +106,15 @@ class ClearMLTracker(NullTracker):
             # argparse parsed in this process) is not a parameter of the task.
             auto_connect_arg_parser=False,
             auto_resource_monitoring=not offline)
+        if not offline and not self.task.running_locally():
+            # An agent running a task again (a retry, or the next attempt after its agent died: the same
+            # task id) makes the SDK offset every report by the task's last iteration, single values
+            # included, which then are single values no more. A stage reports absolute iterations.
+            self.task.set_initial_iteration(0)
         self.logger = self.task.get_logger()
         self.task_id = self.task.id
         self.session_dir = Path(self.task.get_offline_mode_folder()) if offline else None
+        self.sent = Sent()  # checked against the server before closing (clearml_tasks._delivery)
 
     @property
     def online(self) -> bool:
@@ -105,13 +129,16 @@ class ClearMLTracker(NullTracker):
         metrics = numeric_metrics(results)
         for name, value in metrics.items():
             self.logger.report_single_value(name, value)
+            self.sent.single_values[name] = value
         self.report_table(title, "Summary", [["metric", "value"]] + [[name, value] for name, value in metrics.items()])
 
     def report_scalar(self, title: str, series: str, value: float, iteration: int) -> None:
         self.logger.report_scalar(title=title, series=series, value=value, iteration=iteration)
+        self.sent.scalars[(title, series, iteration)] = value
 
     def report_table(self, title: str, series: str, table: list[list]) -> None:
         self.logger.report_table(title=title, series=series, iteration=0, table_plot=table)
+        self.sent.tables[(title, series)] = table
 
     def report_image(self, title: str, path: Path) -> None:
         self.logger.report_image(title=title, series=Path(path).stem, iteration=0, local_path=str(path))
@@ -132,15 +159,82 @@ class ClearMLTracker(NullTracker):
         return _ExistingTask(parent) if str(parent.task_type) == "controller" else None
 
     def upload_artifact(self, name: str, obj: Any) -> None:
-        self.task.upload_artifact(name=name, artifact_object=obj, wait_on_upload=True)
+        # The SDK gives an upload 3 quick tries; a file server out of reach for a minute would lose it.
+        patiently(lambda: self.task.upload_artifact(name=name, artifact_object=obj, wait_on_upload=True),
+                  f"uploading artifact {name!r}")
 
     def set_properties(self, values: dict) -> None:
         self.task.set_user_properties(**{k: str(v) for k, v in values.items()})
+
+    @property
+    def on_agent(self) -> bool:
+        """An agent runs this task: a dead agent's next attempt runs elsewhere, without this disk."""
+        return self.online and not self.task.running_locally()
+
+    def keep_progress(self, name: str, path: Path, metadata: dict) -> None:
+        if not self.on_agent:
+            return
+        try:  # one try: the file is sent again, grown, after the next batch; the work must not wait for it
+            self.task.upload_artifact(name=name, artifact_object=Path(path), metadata=metadata, wait_on_upload=True)
+        except Exception as e:
+            logging.getLogger(__name__).warning("progress %s not uploaded this time (%s)", name, e)
+
+    def restore_progress(self, name: str, path: Path) -> bool:
+        artifact = self.task.artifacts.get(name) if self.on_agent else None
+        if artifact is None:
+            return False
+        local = artifact.get_local_copy()  # a folder comes back unpacked
+        if not local or not Path(local).exists():
+            logging.getLogger(__name__).warning("cannot download %s (%s); starting over", name, artifact.url)
+            return False
+        local, path = Path(local), Path(path)
+        if local.is_dir():  # a checkpoints folder: used unless this disk holds a checkpoint already
+            if path.is_dir() and any(p.name.startswith("checkpoint-") for p in path.iterdir()):
+                return False
+            shutil.copytree(local, path, dirs_exist_ok=True)
+            return True
+        if _line_count(local) <= _line_count(path):
+            return False  # this disk holds as much already (the same agent ran the earlier attempt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, path)
+        return True
+
+    def drop_progress(self, name: str) -> None:
+        if not self.on_agent:
+            return
+        # The SDK sends the list of every artifact this process uploaded with each new upload, so a deleted
+        # one would come back with the next (seen with clearml 2.1.12): take it off that list first.
+        manager = getattr(self.task, "_artifacts_manager", None)
+        uploaded = getattr(manager, "_task_artifact_list", None)
+        if isinstance(uploaded, list):
+            uploaded[:] = [a for a in uploaded if getattr(a, "key", None) != name]
+        self.task.reload()  # the artifacts uploaded in this process are not in its copy of the task
+        if name in self.task.artifacts:
+            self.task.delete_artifacts([name], raise_on_errors=False, delete_from_storage=True)
 
     def register_model(self, name: str, folder: Path, config: dict, tags: list[str], comment: str) -> str:
         from clearml_tasks._models import register_output_model
 
         return register_output_model(self.task, not self.online, name, folder, config, tags, comment)
+
+    def confirm_delivery(self) -> None:
+        if not self.online or not self.sent:
+            return
+        gap = self.sent
+        for _ in range(RESEND_ROUNDS):
+            self.task.flush(wait_for_uploads=True)
+            gap = patiently(lambda: missing(gap, self.task.get_reported_scalars(), self.task.get_reported_single_values(),
+                                            self.task.get_reported_plots()), "reading back the reports")
+            if not gap:
+                return
+            print(f"not on the server: {describe(gap)}; sending again", flush=True)
+            for (title, series, iteration), value in gap.scalars.items():
+                self.logger.report_scalar(title=title, series=series, value=value, iteration=iteration)
+            for name, value in gap.single_values.items():
+                self.logger.report_single_value(name, value)
+            for (title, series), table in gap.tables.items():
+                self.logger.report_table(title=title, series=series, iteration=0, table_plot=table)
+        raise RuntimeError(f"reports that did not reach the server after {RESEND_ROUNDS} tries: {describe(gap)}")
 
     def close(self, error: str = "") -> None:
         """`Task.close()` marks a task completed whenever no exception reached sys.excepthook, so a stage
@@ -177,6 +271,13 @@ class _ExistingTask(ClearMLTracker):
 
     def close(self, error: str = "") -> None:
         pass
+
+
+def _line_count(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
 
 
 def make_tracker(tracking: str, project: str, task_name: str, task_type: str, output_uri: str = "",

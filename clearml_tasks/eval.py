@@ -12,6 +12,7 @@ from components.core.config import AppConfig
 from components.core.console import progress_bar
 from components.core.outputs import MEMORY_FILE, PREDICTIONS_FILE
 from components.stages.eval import run_eval
+from components.stages.resume_log import PARTIAL_FILE
 from components.core.outputs import RESULTS_FILE
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
@@ -19,10 +20,27 @@ from clearml_tasks._tracker import NullTracker
 STAGE = "eval"
 
 
+PARTIAL_ARTIFACT = Path(PARTIAL_FILE).stem  # "predictions.partial"
+
+
 def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -> dict:
+    # An earlier attempt of this task whose agent died left its finished batches as an artifact; the
+    # eval skips them when the plan's fingerprint matches (components.stages.resume_log).
+    if tracker.restore_progress(PARTIAL_ARTIFACT, output_dir / PARTIAL_FILE):
+        print(f"found {PARTIAL_FILE} of an earlier attempt of this task", flush=True)
+
+    def keep(path: Path, done: int, total: int) -> None:
+        tracker.report_scalar("progress", "batches_done", done, iteration=done)  # also a sign of life
+        tracker.keep_progress(PARTIAL_ARTIFACT, path, {"batches_done": done, "batches": total})
+
     results = run_eval(cfg, cfg.experiment.mode, inputs["ingest"], inputs.get("index"), output_dir,
-                       progress=progress_bar)
-    return report_eval(results, output_dir, tracker)
+                       progress=progress_bar, keep_progress=keep)
+    if results["resumed_batches"]:
+        print(f"resumed: reused {results['resumed_batches']} of {results['num_batches']} batches from "
+              f"{PARTIAL_FILE}, generated the rest", flush=True)
+    results = report_eval(results, output_dir, tracker)
+    tracker.drop_progress(PARTIAL_ARTIFACT)
+    return results
 
 
 def report_eval(results: dict, output_dir: Path, tracker: NullTracker) -> dict:

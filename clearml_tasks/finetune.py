@@ -12,15 +12,17 @@ callback works offline and with --no-clearml.
 """
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from transformers import TrainerCallback
 
 from components.core.config import AppConfig
 from components.core.console import progress_bar
-from components.stages.finetune import TRAINER_STATE_FILE, run_finetune
-from components.core.outputs import ADAPTER_DIR, RESULTS_FILE
+from components.stages.finetune import FINGERPRINT_FILE, TRAINER_STATE_FILE, run_finetune
+from components.core.outputs import ADAPTER_DIR, CHECKPOINT_DIR, RESULTS_FILE
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
 
@@ -45,9 +47,38 @@ class TrackerScalars(TrainerCallback):
                 self.tracker.report_scalar(key[len(prefix):], series, float(value), state.global_step)
 
 
+CHECKPOINT_ARTIFACT = "checkpoint"
+
+
+class KeepCheckpoint(TrainerCallback):
+    """After each save, the newest checkpoint (with the fingerprint of what it was trained on) is kept
+    where the next attempt of this task finds it if this agent dies: on an agent, the task's artifact
+    `checkpoint`; run_finetune resumes from it when the fingerprint matches."""
+
+    def __init__(self, tracker: NullTracker, checkpoint_dir: Path):
+        self.tracker, self.checkpoint_dir = tracker, checkpoint_dir
+
+    def on_save(self, args, state, control, **kwargs):
+        newest = self.checkpoint_dir / f"checkpoint-{state.global_step}"
+        if not newest.is_dir():
+            return
+        with tempfile.TemporaryDirectory(prefix="slm-checkpoint-") as tmp:
+            kept = Path(tmp) / CHECKPOINT_DIR  # the folder name the next attempt restores into
+            kept.mkdir()
+            shutil.copy2(self.checkpoint_dir / FINGERPRINT_FILE, kept / FINGERPRINT_FILE)
+            shutil.copytree(newest, kept / newest.name)
+            self.tracker.keep_progress(CHECKPOINT_ARTIFACT, kept, {"global_step": state.global_step})
+
+
 def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -> dict:
-    results = run_finetune(cfg, inputs["ingest"], output_dir, callbacks=[TrackerScalars(tracker)],
+    checkpoint_dir = output_dir / CHECKPOINT_DIR
+    if tracker.restore_progress(CHECKPOINT_ARTIFACT, checkpoint_dir):
+        print("found the checkpoint an earlier attempt of this task kept; training resumes from it", flush=True)
+    results = run_finetune(cfg, inputs["ingest"], output_dir,
+                           callbacks=[TrackerScalars(tracker), KeepCheckpoint(tracker, checkpoint_dir)],
                            progress=progress_bar)
+    if results["resumed_from_step"]:
+        print(f"resumed: training went on from step {results['resumed_from_step']}", flush=True)
     tracker.report_results({k: v for k, v in results.items() if k != "meta"}, title="Final Metrics")
     for plot in map(Path, results["plots"]):
         tracker.report_image("finetune", plot)
@@ -65,6 +96,7 @@ def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -
         comment=f"peft {ft.method} adapter (r={ft.r}, alpha={ft.alpha}) for {cfg.model.name}, trained on "
                 f"{cfg.dataset.name}")
     results["model_dir"] = str(output_dir / ADAPTER_DIR)  # what `${finetune.models.output.-1.id}` is locally
+    tracker.drop_progress(CHECKPOINT_ARTIFACT)
     return results
 
 

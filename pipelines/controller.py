@@ -45,9 +45,12 @@ PIPELINE_PARAMETERS: dict[str, tuple[str, str]] = {
     "max_samples": ("experiment.max_samples", "questions per eval, in file order; 0 = all"),
     "top_k": ("retriever.top_k", "passages retrieved per question"),
     "retriever_kind": ("retriever.kind", "bm25, dense or hybrid"),
-    # Read by the controller's retry policy (pipelines.fleet.FleetRetry), not by any step.
+    # Read by the controller's retry policy (pipelines.fleet.FleetRetry) and its watch over running steps
+    # (pipelines.step_watch), not by any step.
     "fleet_queues": ("fleet.queues", "queue classes name:GB; an out-of-memory step moves to the next larger one"),
     "fleet_retries": ("fleet.retries", "retries of a failed step on its own queue"),
+    "fleet_step_stale_after_s": ("fleet.step_stale_after_s", "seconds without a sign of life before a running "
+                                                            "step's agent is taken for dead and the step re-enqueued"),
 }
 
 
@@ -175,10 +178,15 @@ def _check_plan(plan: list[dict], controller_queue: str) -> None:
 def controller_class():
     """ClearML's PipelineController, keeping each step's retry when the DAG is rebuilt from the controller
     task on an agent (`_deserialize` recreates the nodes but not the retry callbacks `add_step` registered,
-    so a failed step was never retried there), and creating steps without the templates' `template` tag."""
+    so a failed step was never retried there), and creating steps without the templates' `template` tag.
+    Its fault handling lives in its own modules: the watch over running steps whose agent died
+    (pipelines.step_watch) and, on an agent, the steps of a dead controller's run taken back
+    (pipelines.resume)."""
     from clearml import PipelineController
 
-    class RetryingPipelineController(PipelineController):
+    from pipelines.step_watch import StepWatchMixin
+
+    class RetryingPipelineController(StepWatchMixin, PipelineController):
         _clearml_job_class = untagged_job_class()
 
         def _deserialize(self, dag_dict: dict, force: bool = False) -> None:
@@ -186,6 +194,14 @@ def controller_class():
             for name in self._nodes:
                 self._retries.setdefault(name, 0)
                 self._retries_callbacks.setdefault(name, self._retry_on_failure_callback)
+
+        def _prepare_pipeline(self, *args, **kwargs) -> None:
+            super()._prepare_pipeline(*args, **kwargs)  # the DAG and its saved progress, read back
+            self._slm_start_watching()
+            if self._task is not None and not self._task.running_locally():
+                from pipelines.resume import reattach_steps
+
+                reattach_steps(self)
 
     return RetryingPipelineController
 

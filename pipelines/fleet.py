@@ -1,8 +1,8 @@
 """Steps placed on a GPU fleet the ClearML way: one agent per GPU, one queue per GPU memory class
 (`fleet.queues`, e.g. cpu:0,gpu-24gb:24,gpu-80gb:80). Each step goes to the smallest class that holds its
 memory estimate (components.fleet.memory_estimate) plus `fleet.reserve_gb`; steps without GPU work go to
-the CPU class. A step that runs out of memory is re-enqueued one class up; other failures are retried
-`fleet.retries` times on their own class.
+the CPU class. A step that runs out of memory is re-enqueued one class up; other failures, and a step whose
+agent died (pipelines.liveness), are retried `fleet.retries` times on their own class.
 
 Pure functions over configs and plain values, so the plan, the class choice and the retry decision are
 tested without a server; `FleetRetry` adapts the decision to PipelineController's `retry_on_failure`.
@@ -142,6 +142,14 @@ class FleetRetry:
         retries = self.retries if self.retries is not None else int(params.get("fleet_retries",
                                                                                AppConfig().fleet.retries))
         return parse_classes(queues), retries
+
+    def stale_decision(self, pipeline, node) -> RetryDecision:
+        """A running step given up on for want of a sign of life (pipelines.liveness): another attempt on
+        its own queue, counted with its failures there against `fleet.retries`."""
+        classes, max_retries = self._settings(pipeline)
+        key = (node.name, node.queue)
+        self.failures[key] = self.failures.get(key, 0) + 1
+        return decide_retry(node.name, "stale", node.queue, classes, self.failures[key], max_retries)
 
     def __call__(self, pipeline, node, retries: int) -> bool:
         classes, max_retries = self._settings(pipeline)

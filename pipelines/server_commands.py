@@ -2,6 +2,7 @@
 
     slm templates register [--project P] [--image I] [--branch B]
     slm pipeline start [--queue gpu] [--controller-queue services] [--project P] [--dry-run] [overrides]
+    slm pipeline status|resume <controller id>   (pipelines.status_command)
     slm sweep --preset lora|retriever [--param KEY=SPEC ...] [--objective Summary/METRIC] [--direction min]
               [--remote]   (the optimizer runs as a task on the services queue)
 
@@ -148,11 +149,12 @@ def _add_templates(sub: argparse._SubParsersAction) -> None:
 
 def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     from pipelines.controller import DEFAULT_CONTROLLER_QUEUE
+    from pipelines import status_command
     from pipelines.fleet_commands import add_plan_parser
     from pipelines.templates import DEFAULT_TASK_IMAGE, DEFAULT_TEMPLATE_PROJECT
 
     group = sub.add_parser("pipeline", help="the DAG as a ClearML pipeline")
-    actions = group.add_subparsers(dest="pipeline_command", required=True, metavar="{start,plan}")
+    actions = group.add_subparsers(dest="pipeline_command", required=True, metavar="{start,plan,status,resume}")
     p = actions.add_parser("start", help="enqueue the pipeline controller (steps clone the templates)")
     p.add_argument("overrides", nargs="*", help="group=preset or section.field=value")
     p.add_argument("--queue", help="one queue for every step (a one-class fleet); default: each step on the "
@@ -170,6 +172,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="with --dry-run: the plan as a JSON list of steps")
     p.set_defaults(func=cmd_pipeline_start)
     add_plan_parser(actions)
+    status_command.register(actions)
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:

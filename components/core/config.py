@@ -310,10 +310,18 @@ class FleetConfig:
     reserve_gb: float = _f(2.0, "GB kept free on a card beyond a step's estimate (the estimate's error, other "
                                 "processes)")
     retries: int = _f(3, "retries of a failed step on its own class; an out-of-memory failure moves up instead")
+    step_stale_after_s: float = _f(600.0, "seconds a running step may go without a sign of life (a report of its "
+                                          "own, a change on its task, or a status report of the agent running "
+                                          "it) before the controller takes its agent for dead, marks it aborted "
+                                          "and re-enqueues it (counted against retries); keep it above the "
+                                          "agents' status report period (30 s); the server's own watchdog waits "
+                                          "2 h")
 
     def __post_init__(self):
         _check(self.reserve_gb >= 0, "fleet.reserve_gb", "a non-negative number", self.reserve_gb)
         _check(self.retries >= 0, "fleet.retries", "a non-negative integer", self.retries)
+        _check(self.step_stale_after_s > 0, "fleet.step_stale_after_s", "a positive number of seconds",
+               self.step_stale_after_s)
 
 
 @dataclass

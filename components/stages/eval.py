@@ -72,12 +72,14 @@ def assemble_results(cfg: AppConfig, mode: str, rows: list[dict], generator: Gen
 
 
 def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None, output_dir: Path,
-             progress: Callable | None = None, generator: Generator | None = None) -> dict:
+             progress: Callable | None = None, generator: Generator | None = None,
+             keep_progress: Callable[[Path, int, int], None] | None = None) -> dict:
     """Answer, score and write the outputs for one mode; returns the results dict. `progress(total, desc)`
     makes a bar (components.core.console.progress_bar) updated per answered question. `generator` defaults
     to the process-wide model of `cfg.model`. With `experiment.shard` set, only that shard's whole
     batches of the fixed plan run (batch b belongs to shard b % shards), so merged shards give exactly
-    the unsharded predictions (components.stages.merge)."""
+    the unsharded predictions (components.stages.merge). `keep_progress(partial file, batches finished,
+    batches of this run)` is called after each batch is appended (an agent uploads the file there)."""
     started = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +113,7 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
     rows_by_index: dict[int, dict] = {}
     # counted in questions: a closed-book run is often one or two batches, which a batch count cannot show
     bar = progress(sum(len(batches[b]) for b in mine), f"eval {mode}") if progress else None
+    finished = 0  # batches of this run done, resumed or not
     with ResumeLog(output_dir / PARTIAL_FILE, fingerprint, len(batches)) as log:
         for b in mine:
             batch = batches[b]
@@ -123,6 +126,9 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
                         for i, out in zip(batch, outputs)]
                 log.append(b, rows)
                 timing["score_seconds"] = timing.get("score_seconds", 0.0) + time.perf_counter() - clock
+                if keep_progress:
+                    keep_progress(log.path, finished + 1, len(mine))
+            finished += 1
             rows_by_index.update(zip(batch, rows))
             if bar is not None:
                 bar.update(len(batch))

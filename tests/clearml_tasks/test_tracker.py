@@ -35,6 +35,9 @@ class FakeTask:
 
         return Logger()
 
+    def running_locally(self):
+        return True
+
     def close(self):
         self.calls.append(("close",))
 
@@ -213,3 +216,98 @@ def test_a_real_offline_session_keeps_the_stage_parameters_and_a_session_folder(
     got = run_offline_script(OFFLINE_SESSION, tmp_path)
     assert got["edited"] == {"top_k": 3} and got["online"] is False and got["task_id"]
     assert got["exists"] and str(tmp_path / "cache") in got["session"]
+
+
+class Artifact:
+    def __init__(self, local):
+        self.local, self.url = local, "http://files/partial"
+
+    def get_local_copy(self):
+        return self.local
+
+
+def agent_tracker(recording, monkeypatch, artifacts: dict, locally: bool = False) -> ClearMLTracker:
+    tracker = ClearMLTracker("p", "eval", "testing", offline=False)
+    monkeypatch.setattr(recording.instance, "running_locally", lambda: locally, raising=False)
+    monkeypatch.setattr(recording.instance, "artifacts", artifacts, raising=False)
+    return tracker
+
+
+def test_on_an_agent_progress_is_uploaded_and_an_earlier_attempts_is_restored(recording, monkeypatch, tmp_path):
+    uploaded = tmp_path / "uploaded.jsonl"
+    uploaded.write_text("header\nbatch 0\nbatch 1\n")
+    tracker = agent_tracker(recording, monkeypatch, {"predictions.partial": Artifact(str(uploaded))})
+    partial = tmp_path / "out" / "predictions.partial.jsonl"
+    assert tracker.restore_progress("predictions.partial", partial)
+    assert partial.read_text() == uploaded.read_text()
+    partial.write_text("header\nbatch 0\nbatch 1\nbatch 2\n")  # this disk holds more: kept
+    assert not tracker.restore_progress("predictions.partial", partial) and "batch 2" in partial.read_text()
+    tracker.keep_progress("predictions.partial", partial, {"batches_done": 3, "batches": 4})
+    from types import SimpleNamespace
+    uploaded = [SimpleNamespace(key="predictions.partial"), SimpleNamespace(key="results")]
+    monkeypatch.setattr(recording.instance, "_artifacts_manager", SimpleNamespace(_task_artifact_list=uploaded),
+                        raising=False)
+    tracker.drop_progress("predictions.partial")
+    assert [a.key for a in uploaded] == ["results"]  # else the next upload would register it again
+    calls = [c for c in recording.instance.calls if c[0] in ("upload_artifact", "delete_artifacts")]
+    assert calls[0][2] == {"name": "predictions.partial", "artifact_object": partial,
+                           "metadata": {"batches_done": 3, "batches": 4}, "wait_on_upload": True}
+    assert calls[1][1] == (["predictions.partial"],)
+
+
+def test_a_local_run_keeps_its_progress_on_its_own_disk_only(recording, monkeypatch, tmp_path):
+    tracker = agent_tracker(recording, monkeypatch, {"predictions.partial": Artifact(str(tmp_path))}, locally=True)
+    assert not tracker.restore_progress("predictions.partial", tmp_path / "p.jsonl")
+    tracker.keep_progress("predictions.partial", tmp_path / "p.jsonl", {})
+    tracker.drop_progress("predictions.partial")
+    assert not [c for c in recording.instance.calls if c[0] in ("upload_artifact", "delete_artifacts")]
+    assert not agent_tracker(recording, monkeypatch, {}).restore_progress("predictions.partial", tmp_path / "x")
+
+
+def test_reports_missing_on_the_server_are_sent_again_before_the_task_closes(recording, monkeypatch):
+    tracker = ClearMLTracker("p", "eval", "testing", offline=False)
+    tracker.report_scalar("progress", "batches_done", 1, iteration=1)
+    tracker.report_scalar("progress", "batches_done", 2, iteration=2)
+    tracker.report_results({"token_recall": 0.5}, title="Final Metrics")
+    task = recording.instance
+    answers = iter([  # the first read-back lacks batch 2 and the table (lost in an outage); the second has all
+        ({"progress": {"batches_done": {"x": [1]}}}, {"token_recall": 0.5}, []),
+        ({"progress": {"batches_done": {"x": [1, 2]}}}, {"token_recall": 0.5},
+         [{"metric": "Final Metrics", "variant": "Summary"}])])
+    current = {}
+
+    def read(i):
+        def get():
+            if i == 0:
+                current["answer"] = next(answers)
+            return current["answer"][i]
+        return get
+
+    for i, name in enumerate(("get_reported_scalars", "get_reported_single_values", "get_reported_plots")):
+        monkeypatch.setattr(task, name, read(i), raising=False)
+    task.calls.clear()
+    tracker.confirm_delivery()
+    resent = [(c[0], c[2].get("iteration"), c[2].get("title")) for c in task.calls if c[0].startswith("report_")]
+    assert resent == [("report_scalar", 2, "progress"), ("report_table", 0, "Final Metrics")]
+
+
+def test_reports_that_never_arrive_fail_the_stage(recording, monkeypatch):
+    tracker = ClearMLTracker("p", "eval", "testing", offline=False)
+    tracker.report_scalar("progress", "batches_done", 1, iteration=1)
+    task = recording.instance
+    monkeypatch.setattr(task, "get_reported_scalars", lambda: {}, raising=False)
+    monkeypatch.setattr(task, "get_reported_single_values", lambda: {}, raising=False)
+    monkeypatch.setattr(task, "get_reported_plots", lambda: [], raising=False)
+    with pytest.raises(RuntimeError, match="did not reach the server after 3 tries: 1 scalar points"):
+        tracker.confirm_delivery()
+
+
+def test_on_an_agent_reports_keep_their_own_iterations_when_a_task_runs_again(recording, monkeypatch):
+    """The SDK offsets a re-run task's reports by its last iteration (single values included); the tracker
+    turns that off on an agent (a retry or a next attempt runs the same task)."""
+    monkeypatch.setattr(recording, "running_locally", lambda self: False, raising=False)
+    ClearMLTracker("p", "eval", "testing", offline=False)
+    assert ("set_initial_iteration", (0,), {}) in recording.instance.calls
+    monkeypatch.setattr(recording, "running_locally", lambda self: True, raising=False)
+    ClearMLTracker("p", "eval", "testing", offline=False)
+    assert not [c for c in recording.instance.calls if c[0] == "set_initial_iteration"]

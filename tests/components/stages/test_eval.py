@@ -235,3 +235,28 @@ def test_torn_last_line_is_ignored(demo_ingest_dir, tmp_path):
     resumed_rows = [row for line in intact.splitlines()[1:] for row in json.loads(line)["rows"]]
     by_id = {r["id"]: r for r in rows}
     assert len(resumed_rows) == 4 and all(by_id[r["id"]] == r for r in resumed_rows)
+
+
+def test_progress_is_kept_after_each_new_batch_and_a_copy_elsewhere_resumes(demo_ingest_dir, tmp_path):
+    """What an agent uploads as the run grows (keep_progress) is enough for another machine to resume from."""
+    cfg = build_config(RESUME_ARGS)
+    kept = []
+
+    def keep(path, done, total):  # an agent uploads the file here; keep a copy as the server would
+        kept.append((done, total, path.name, path.read_bytes()))
+
+    with pytest.raises(Interrupted):
+        run_eval(cfg, "no_context", demo_ingest_dir, None, tmp_path / "a", generator=FakeGenerator(fail_after=2),
+                 keep_progress=keep)
+    assert [(d, t, n) for d, t, n, _ in kept] == [(1, 4, PARTIAL_FILE), (2, 4, PARTIAL_FILE)]
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / PARTIAL_FILE).write_bytes(kept[-1][3])  # the next attempt, on another disk
+    kept.clear()
+    generator = FakeGenerator()
+    results = run_eval(cfg, "no_context", demo_ingest_dir, None, tmp_path / "b", generator=generator,
+                       keep_progress=keep)
+    assert results["resumed_batches"] == 2 and len(generator.calls) == 2
+    assert [(d, t) for d, t, _, _ in kept] == [(3, 4), (4, 4)]  # only new batches are kept
+    reference = run_eval(cfg, "no_context", demo_ingest_dir, None, tmp_path / "ref", generator=FakeGenerator())
+    assert reference["resumed_batches"] == 0
+    assert (tmp_path / "b" / PREDICTIONS_FILE).read_bytes() == (tmp_path / "ref" / PREDICTIONS_FILE).read_bytes()
