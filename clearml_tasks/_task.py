@@ -22,6 +22,7 @@ from components.core.config import AppConfig
 from components.core.errors import UserError, run_guarded
 from components.core.fileio import write_json
 from components.core.outputs import STEP_MANIFEST
+from components.core.provenance import runtime
 from components.core.overrides import apply_flat, build_config
 
 StageBody = Callable[[AppConfig, dict, Path, NullTracker], dict]
@@ -75,6 +76,9 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
         write_json(output_dir / CONFIG_FILE, cfg.to_dict())  # as given: an adapter by its model id
         if "model" in spec.sections:
             cfg = resolve_adapter(cfg)
+        # Where the step ran (host, container, image), on the task beside its results: which agent and image
+        # produced them is read there, not guessed from the queue.
+        tracker.set_properties({f"runtime_{k}": v for k, v in runtime().items()})
         results = {**body(cfg, input_dirs, output_dir, tracker), **memory_estimate(spec, cfg, tracker)}
         with own_outputs(output_dir, spec.upload_exclude) as folder:
             tracker.upload_artifact(OUTPUT_ARTIFACT, folder)
