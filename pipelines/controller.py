@@ -113,9 +113,9 @@ def build_plan(cfg: AppConfig, queue: str | None = None,
                controller_queue: str = DEFAULT_CONTROLLER_QUEUE,
                template_project: str = DEFAULT_TEMPLATE_PROJECT, grid: Grid | None = None,
                stages: tuple[str, ...] | None = None) -> list[dict]:
-    """One dict per DAG step (of every grid point; of `stages`, default all) with everything
-    `PipelineController.add_step` needs and where it runs: `queue` for every step (a one-class fleet), else
-    the fleet class its memory estimate fits (pipelines.fleet). No ClearML import."""
+    """One dict per DAG step (of every grid point; of `stages` only, default all, as `slm run --skip`) with
+    everything `PipelineController.add_step` needs and where it runs: `queue` for every step (a one-class
+    fleet), else the fleet class its memory estimate fits (pipelines.fleet). No ClearML import."""
     from pipelines.fleet import parse_classes, place
 
     steps = build_dag(cfg, stages, grid=grid)
@@ -248,7 +248,7 @@ def start_pipeline(cfg: AppConfig, queue: str | None = None,
                    controller_queue: str = DEFAULT_CONTROLLER_QUEUE,
                    template_project: str = DEFAULT_TEMPLATE_PROJECT, docker_image: str = DEFAULT_TASK_IMAGE,
                    source: GitSource | None = None, log: Callable[[str], None] = print,
-                   grid: Grid | None = None) -> None:
+                   grid: Grid | None = None, stages: tuple[str, ...] | None = None) -> None:
     """Resolve the templates on the server, build the controller and enqueue it on `controller_queue`.
 
     `PipelineController.start` enqueues the controller task and ends this process; with no agent on
@@ -257,7 +257,7 @@ def start_pipeline(cfg: AppConfig, queue: str | None = None,
     from clearml_tasks._tracking import resolve_tracking
     from pipelines.templates import find_templates, stored_source
 
-    plan = build_plan(cfg, queue, controller_queue, template_project, grid=grid)
+    plan = build_plan(cfg, queue, controller_queue, template_project, grid=grid, stages=stages)
     if resolve_tracking("auto") != "online":
         raise UserError("`pipeline start` needs a ClearML server (api.api_server in clearml.conf or "
                         "CLEARML_API_HOST); see the plan with --dry-run, or run locally with `slm run`")

@@ -2,7 +2,7 @@
 clearml-agent per GPU of this host, on the queue of its memory class). Neither needs a server.
 
     slm pipeline plan [--json] [-m] [--queue Q] [overrides]     # also: slm pipeline start --dry-run
-    slm fleet agents [--output docker/agents.generated.yml] [--print] [--image I] [overrides]
+    slm fleet agents [--output docker/agents.generated.yml] [--print] [--image I] [--cpu-image C] [overrides]
 """
 from __future__ import annotations
 
@@ -55,11 +55,11 @@ def cmd_fleet_agents(args: argparse.Namespace) -> int:
     gpus = read_gpus()
     classes = parse_classes(cfg.fleet.queues)
     if args.print:
-        print("\n".join(agent_commands(gpus, classes, args.image, args.services_queue)))
+        print("\n".join(agent_commands(gpus, classes, args.image, args.services_queue, args.cpu_image)))
         return 0
     from components.core.fileio import write_text
 
-    write_text(args.output, compose_file(gpus, classes, args.image, args.services_queue))
+    write_text(args.output, compose_file(gpus, classes, args.image, args.services_queue, args.cpu_image))
     print(f"{args.output}: {len(gpus)} GPU agent(s), a CPU agent and a services agent; start with "
           f"docker compose -f {args.output} up -d")
     return 0
@@ -94,6 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", help="fleet.queues=... (the classes)")
     p.add_argument("--output", default="docker/agents.generated.yml", help="compose file to write")
     p.add_argument("--print", action="store_true", help="print the agent commands instead of writing a file")
-    p.add_argument("--image", default=DEFAULT_TASK_IMAGE, help="the task image agents run steps in")
+    p.add_argument("--image", default=DEFAULT_TASK_IMAGE, help="the task image the GPU agents run steps in")
+    p.add_argument("--cpu-image", help="the task image of the CPU and services agents (default: --image)")
     p.add_argument("--services-queue", default=DEFAULT_CONTROLLER_QUEUE, help="the controllers' queue")
     p.set_defaults(func=cmd_fleet_agents)

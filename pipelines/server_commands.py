@@ -1,6 +1,6 @@
 """`slm templates register`, `slm pipeline start`, `slm sweep`: the commands that work a ClearML server.
 
-    slm templates register [--project P] [--image I] [--branch B]
+    slm templates register [--project P] [--image I] [--cpu-image C] [--docker-args A] [--branch B]
     slm pipeline start [--queue gpu] [--controller-queue services] [--project P] [--dry-run] [overrides]
     slm pipeline status|resume <controller id>   (pipelines.status_command)
     slm sweep --preset lora|retriever [--param KEY=SPEC ...] [--objective Summary/METRIC] [--direction min]
@@ -33,7 +33,7 @@ def cmd_templates_register(args: argparse.Namespace) -> int:
 
     _require_server("registering templates")
     register_templates(args.project, repo_url=args.repo, branch=args.branch, commit=args.commit,
-                       docker_image=args.image)
+                       docker_image=args.image, cpu_image=args.cpu_image, docker_args=args.docker_args)
     return 0
 
 
@@ -45,7 +45,8 @@ def cmd_pipeline_start(args: argparse.Namespace) -> int:
 
     grid = parse_grid(args.overrides, args.multirun)
     cfg = build_config(list(grid.fixed))
-    plan = build_plan(cfg, args.queue, args.controller_queue, args.project, grid=grid)
+    stages = kept_stages(args.skip)
+    plan = build_plan(cfg, args.queue, args.controller_queue, args.project, grid=grid, stages=stages)
     if args.dry_run:
         print_plan(plan, args.json)
         return 0
@@ -54,8 +55,16 @@ def cmd_pipeline_start(args: argparse.Namespace) -> int:
         from pipelines.templates import git_source
 
         source = git_source(args.repo, args.branch, args.commit)
-    start_pipeline(cfg, args.queue, args.controller_queue, args.project, args.image, source=source, grid=grid)
+    start_pipeline(cfg, args.queue, args.controller_queue, args.project, args.image, source=source, grid=grid,
+                   stages=stages)
     return 0
+
+
+def kept_stages(skip: list[str] | None) -> tuple[str, ...] | None:
+    """The stages a pipeline runs: all (None) less `--skip`, as `slm run --skip`."""
+    from clearml_tasks.stages import stage_names
+
+    return tuple(s for s in stage_names() if s not in skip) if skip else None
 
 
 @dataclass(frozen=True)
@@ -140,7 +149,14 @@ def _add_templates(sub: argparse._SubParsersAction) -> None:
     actions = group.add_subparsers(dest="templates_command", required=True, metavar="{register}")
     p = actions.add_parser("register", help="create the five stage templates (draft tasks) on the server")
     p.add_argument("--project", default=DEFAULT_TEMPLATE_PROJECT, help="ClearML project of the templates")
-    p.add_argument("--image", default=DEFAULT_TASK_IMAGE, help="docker image agents run the stages in")
+    p.add_argument("--image", default=DEFAULT_TASK_IMAGE,
+                   help="container image of the stages that want a GPU (the CUDA task image, docker/Dockerfile)")
+    p.add_argument("--cpu-image", help="container image of the stages without GPU work (ingest, index, merge, "
+                                       "report; e.g. the CPU task image); default: --image")
+    p.add_argument("--docker-args", default="", help="docker arguments stored with each template's image, "
+                                                     "e.g. --docker-args='--ipc=host -e OMP_NUM_THREADS=4' "
+                                                     "(the agent's own extra arguments come on top; its "
+                                                     "--network wins)")
     p.add_argument("--repo", help="repository URL agents clone (default: this checkout's origin)")
     p.add_argument("--branch", help="branch (default: the current one)")
     p.add_argument("--commit", help="commit id (default: the branch's head here)")
@@ -148,6 +164,7 @@ def _add_templates(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_pipeline(sub: argparse._SubParsersAction) -> None:
+    from clearml_tasks.stages import skippable
     from pipelines.controller import DEFAULT_CONTROLLER_QUEUE
     from pipelines import status_command
     from pipelines.fleet_commands import add_plan_parser
@@ -168,6 +185,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repo", help="repository the controller runs from (default: the templates')")
     p.add_argument("--branch", help="its branch (default: the templates')")
     p.add_argument("--commit", help="its commit (default: the templates')")
+    p.add_argument("--skip", nargs="*", choices=skippable(), help="stages to leave out (as `slm run --skip`)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (as `slm pipeline plan`); no server")
     p.add_argument("--json", action="store_true", help="with --dry-run: the plan as a JSON list of steps")
     p.set_defaults(func=cmd_pipeline_start)

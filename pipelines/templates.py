@@ -1,9 +1,9 @@
 """The five stage templates on a ClearML server: one draft Task per stage, cloned by pipelines and sweeps.
 
-    slm templates register [--project P] [--image I] [--branch B]
+    slm templates register [--project P] [--image I] [--cpu-image C] [--docker-args A] [--branch B]
 
 Each template points at `clearml_tasks/<file>.py` in the repository at a fixed commit, runs in the task
-image, and carries the stage's config sections (plus `inputs/<parent>`) with their default values, so the
+image (its container: the GPU image for stages that want a GPU, the CPU image for the rest), and carries the stage's config sections (plus `inputs/<parent>`) with their default values, so the
 UI shows editable `Section/field` parameters before the template has ever run. The template code calls
 `Task.init` itself (`add_task_init_call=False`).
 """
@@ -102,8 +102,22 @@ def stored_source(task) -> GitSource:
     return GitSource(repo=script.repository or "", branch=script.branch or "", commit=script.version_num or "")
 
 
-def check_stored(task, stage: str, source: GitSource) -> None:
+def stage_image(stage: str, image: str, cpu_image: str | None) -> str:
+    """The container image a stage's template names: the CPU image for a stage without GPU work."""
+    return cpu_image if cpu_image and not STAGES[stage].gpu else image
+
+
+def stored_container(task) -> tuple[str, str]:
+    """(image, arguments) of the task's container as the server stored it: what a docker agent runs."""
+    container = task.data.container or {}
+    return container.get("image") or "", container.get("arguments") or ""
+
+
+def check_stored(task, stage: str, source: GitSource, container: tuple[str, str] | None = None) -> None:
     """Read back what the server stored: an agent runs that, not what we asked for."""
+    if container is not None and stored_container(task) != container:
+        raise UserError(f"the server stored template {stage!r} ({task.id}) with container "
+                        f"{stored_container(task)}; expected {container}")
     stored, entry = stored_source(task), task.data.script.entry_point or ""
     if stored != source or Path(entry) != Path(STAGES[stage].script):
         raise UserError(f"the server stored template {stage!r} ({task.id}) with repository "
@@ -146,8 +160,13 @@ def register_templates(project: str = DEFAULT_TEMPLATE_PROJECT, repo_url: str | 
                        branch: str | None = None, commit: str | None = None,
                        docker_image: str = DEFAULT_TASK_IMAGE,
                        requirements: Sequence[str] | Path | None = None,
-                       log: Callable[[str], None] = print) -> dict[str, str]:
+                       log: Callable[[str], None] = print, cpu_image: str | None = None,
+                       docker_args: str = "") -> dict[str, str]:
     """Create one draft template Task per stage on the server; returns stage -> task id.
+
+    Each template's container is `docker_image` (a stage that wants a GPU) or `cpu_image` (default: the
+    same), with `docker_args`: a clone in the UI runs there on any docker agent, whatever the agent's own
+    default image (a task's image wins over the agent's `--docker`).
 
     Registering again creates new templates; lookups (`pipeline start`, `sweep`) take the most recently
     created one. A template marks itself: its user property `slm_template` holds its own id, which a
@@ -160,10 +179,11 @@ def register_templates(project: str = DEFAULT_TEMPLATE_PROJECT, repo_url: str | 
     source = git_source(repo_url, branch, commit)
     ids: dict[str, str] = {}
     for stage in STAGES.values():
+        container = (stage_image(stage.name, docker_image, cpu_image), docker_args)
         task = Task.create(
             project_name=project, task_name=stage.name, task_type=stage.task_type,
             repo=source.repo, branch=source.branch, commit=source.commit or None,
-            script=stage.script, working_directory=".", docker=docker_image,
+            script=stage.script, working_directory=".", docker=container[0], docker_args=docker_args or None,
             add_task_init_call=False, **_package_args(requirements))
         # set_parameters has no descriptions; its private twin takes them (what the UI shows as help).
         task._set_parameters(template_parameters(stage.name),
@@ -173,11 +193,13 @@ def register_templates(project: str = DEFAULT_TEMPLATE_PROJECT, repo_url: str | 
                                                  "the original's, so it is never taken for a template"})
         task.add_tags([TEMPLATE_TAG])
         task.reload()
-        check_stored(task, stage.name, source)
+        check_stored(task, stage.name, source, container)
         ids[stage.name] = task.id
-        log(f"{stage.name:<10} {task.id}  {project}/{stage.name}  ({stage.script})")
+        log(f"{stage.name:<10} {task.id}  {project}/{stage.name}  ({stage.script}; {container[0]})")
     commit_text = source.commit[:12] or "(branch head)"
-    log(f"code: {source.repo} @ {source.branch} {commit_text}; image: {docker_image}")
+    images = docker_image if not cpu_image or cpu_image == docker_image else f"{docker_image}, CPU stages {cpu_image}"
+    log(f"code: {source.repo} @ {source.branch} {commit_text}; image: {images}"
+        + (f"; docker arguments: {docker_args}" if docker_args else ""))
     return ids
 
 

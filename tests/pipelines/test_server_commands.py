@@ -38,6 +38,15 @@ def test_dry_run_prints_the_plan_as_json(capsys):
     assert all((s["estimate_gb"] is None) == (not STAGES[s["stage"]].gpu) for s in plan)
 
 
+def test_skipped_stages_leave_the_pipeline_as_slm_run_skip_does(capsys):
+    assert slm(["pipeline", "start", "experiment.modes=[no_context,retriever_context]", "--dry-run", "--json",
+                "--skip", "benchmark", "report"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in plan] == ["ingest", "index", "eval_no_context", "eval_retriever_context", "finetune"]
+    assert slm(["pipeline", "start", "--dry-run", "--json", "--skip", "eval"]) == 0  # report reads the evals
+    assert [s["name"] for s in json.loads(capsys.readouterr().out)] == ["ingest", "index", "finetune", "benchmark"]
+
+
 def test_dry_run_without_json_is_the_plan_table(capsys):
     assert slm(["pipeline", "start", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -126,8 +135,11 @@ def test_parser_defaults():
     parser = argparse.ArgumentParser(prog="slm")
     server_commands.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["templates", "register"])
-    assert (args.project, args.image, args.repo, args.branch, args.commit) == (
-        DEFAULT_TEMPLATE_PROJECT, DEFAULT_TASK_IMAGE, None, None, None)
+    assert (args.project, args.image, args.cpu_image, args.docker_args, args.repo, args.branch, args.commit) == (
+        DEFAULT_TEMPLATE_PROJECT, DEFAULT_TASK_IMAGE, None, "", None, None, None)
+    args = parser.parse_args(["templates", "register", "--image", "task:cuda", "--cpu-image", "task:cpu",
+                              "--docker-args=--ipc=host"])  # with `=`: a value that starts with a dash
+    assert (args.image, args.cpu_image, args.docker_args) == ("task:cuda", "task:cpu", "--ipc=host")
     args = parser.parse_args(["pipeline", "start", "model=qwen_0.6b", "--queue", "gpu2"])
     assert (args.overrides, args.queue, args.controller_queue, args.multirun, args.dry_run) == (
         ["model=qwen_0.6b"], "gpu2", DEFAULT_CONTROLLER_QUEUE, False, False)

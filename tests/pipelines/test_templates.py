@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from components.core.errors import UserError
-from pipelines.templates import GitSource, check_stored, is_template, normalize_repo_url
+from pipelines.templates import GitSource, check_stored, is_template, normalize_repo_url, stage_image
 
 
 @pytest.mark.parametrize("url, expected", [
@@ -29,9 +29,10 @@ def test_a_relative_local_path_becomes_an_absolute_file_url(tmp_path, monkeypatc
     assert normalize_repo_url("repo.git", lambda _: None) == f"file://{tmp_path}/repo.git"
 
 
-def _task(repo="file:///srv/git/slm.git", branch="main", commit="abc", entry="clearml_tasks/eval.py", **extra):
+def _task(repo="file:///srv/git/slm.git", branch="main", commit="abc", entry="clearml_tasks/eval.py",
+          container=None, **extra):
     script = SimpleNamespace(repository=repo, branch=branch, version_num=commit, entry_point=entry)
-    return SimpleNamespace(id="t1", data=SimpleNamespace(script=script), **extra)
+    return SimpleNamespace(id="t1", data=SimpleNamespace(script=script, container=container), **extra)
 
 
 def test_what_the_server_stored_is_checked():
@@ -41,6 +42,26 @@ def test_what_the_server_stored_is_checked():
         check_stored(_task(repo=""), "eval", source)  # what a scheme-less local path used to give
     with pytest.raises(UserError, match="entry point 'ingest.py'"):
         check_stored(_task(entry="ingest.py"), "eval", source)
+
+
+def test_the_stored_container_is_checked():
+    source = GitSource("file:///srv/git/slm.git", "main", "abc")
+    stored = _task(container={"image": "task:cpu", "arguments": "--ipc=host", "setup_shell_script": None})
+    check_stored(stored, "eval", source, ("task:cpu", "--ipc=host"))
+    check_stored(_task(container={"image": "task:cpu"}), "eval", source, ("task:cpu", ""))  # no arguments: ''
+    with pytest.raises(UserError, match="container \\('', ''\\); expected \\('task:cpu', ''\\)"):
+        check_stored(_task(container={}), "eval", source, ("task:cpu", ""))
+    with pytest.raises(UserError, match="container"):
+        check_stored(stored, "eval", source, ("task:cpu", ""))
+
+
+def test_stages_without_gpu_work_get_the_cpu_image():
+    from clearml_tasks.stages import STAGES
+
+    images = {stage: stage_image(stage, "task:cuda", "task:cpu") for stage in STAGES}
+    assert {s for s, image in images.items() if image == "task:cpu"} == {"ingest", "index", "merge", "report"}
+    assert all(images[s] == "task:cuda" for s in ("eval", "finetune", "benchmark"))
+    assert {stage_image(s, "task:cuda", None) for s in STAGES} == {"task:cuda"}  # no CPU image: one for all
 
 
 def test_a_clone_of_a_template_is_not_a_template():

@@ -1,4 +1,4 @@
-"""The provenance stamp: git commit, package versions, python, host, UTC date."""
+"""The provenance stamp: git commit, package versions, python, host, where it ran (container, image), UTC date."""
 from __future__ import annotations
 
 import datetime as dt
@@ -41,9 +41,25 @@ def test_versions_lists_installed_packages_and_skips_missing_ones(monkeypatch):
 def test_stamp_holds_every_field():
     before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     stamp = provenance.stamp()
-    assert set(stamp) == {"git_commit", "versions", "python", "host", "date"}
+    assert set(stamp) == {"git_commit", "versions", "python", "host", "runtime", "date"}
     assert stamp["python"] == platform.python_version() and stamp["host"] == platform.node()
     assert "transformers" in stamp["versions"]
     date = dt.datetime.fromisoformat(stamp["date"])
     assert date.utcoffset() == dt.timedelta(0) and date.microsecond == 0
     assert before <= date <= dt.datetime.now(dt.timezone.utc)
+
+
+def test_runtime_names_the_container_and_the_image_the_agent_ran(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLEARML_DOCKER_IMAGE", "slm-experiments-task:0.1.0-cpu")
+    monkeypatch.setenv("CLEARML_WORKER_ID", "host:agent-cpu")
+    outside = provenance.runtime(tmp_path)  # no marker file: not in a container
+    assert outside == {"hostname": platform.node(), "container": "", "image": "", "worker": "host:agent-cpu"}
+    (tmp_path / ".dockerenv").touch()
+    inside = provenance.runtime(tmp_path)
+    assert (inside["container"], inside["image"]) == ("docker", "slm-experiments-task:0.1.0-cpu")
+    (tmp_path / ".dockerenv").unlink()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".containerenv").touch()
+    assert provenance.container_kind(tmp_path) == "podman"
+    monkeypatch.delenv("CLEARML_DOCKER_IMAGE")
+    assert provenance.runtime(tmp_path)["image"] == ""  # a container no agent started: its image is unknown
