@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from components.core.formatting import format_results, numeric_metrics
+from components.core.presentation import file_preview, metrics_table, summary_values
 
 
 class NullTracker:
@@ -30,6 +31,22 @@ class NullTracker:
     def report_table(self, title: str, series: str, table: list[list]) -> None:
         pass
 
+    def report_plot(self, title: str, series: str, figure: dict) -> None:
+        """An interactive plot (a plotly figure as a dict: components.analysis.figures) in PLOTS."""
+
+    def report_html(self, title: str, path: Path) -> None:
+        """An HTML file shown in the browser (DEBUG SAMPLES renders it)."""
+
+    def parameter_keys(self) -> set[str]:
+        """`section/field` of the parameters the task already carries (an agent's clone: what was set on it)."""
+        return set()
+
+    def record_section(self, name: str, values: dict) -> None:
+        """Set a connected section's values on the task (what the run really used), descriptions kept."""
+
+    def leave_templates(self, name: str) -> None:
+        """A clone of a template run by an agent becomes a run: named `name`, untagged, in the runs project."""
+
     def register_model(self, name: str, folder: Path, config: dict, tags: list[str], comment: str) -> str:
         """Register a model folder in the model registry; its id ('' when not tracked)."""
         return ""
@@ -37,7 +54,7 @@ class NullTracker:
     def set_properties(self, values: dict) -> None:
         """Record values on the task as user properties (provenance, not parameters to edit)."""
 
-    def upload_artifact(self, name: str, obj: Any) -> None:
+    def upload_artifact(self, name: str, obj: Any, preview: str | None = None) -> None:
         pass
 
     def close(self, error: str = "") -> None:
@@ -53,8 +70,10 @@ FRAMEWORK_HOOKS = ("matplotlib", "tensorflow", "tensorboard", "pytorch", "xgboos
 
 class ClearMLTracker(NullTracker):
     def __init__(self, project: str, task_name: str, task_type: str, offline: bool, output_uri: str = "",
-                 tags: list[str] | None = None, local_run: bool = True):
+                 tags: list[str] | None = None, local_run: bool = True, single_values: tuple[str, ...] = ()):
         from clearml import Task
+
+        self.single_values = single_values  # the stage's registry metrics: the SCALARS summary, in order
 
         if offline:
             Task.set_offline(True)
@@ -83,9 +102,11 @@ class ClearMLTracker(NullTracker):
     def report_results(self, results: dict, title: str = "Final Metrics") -> None:
         super().report_results(results, title)  # the console
         metrics = numeric_metrics(results)
-        for name, value in metrics.items():
+        # A few single values, quality first (SCALARS shows them as one row); every metric with its CI,
+        # rounded, in the table (PLOTS).
+        for name, value in summary_values(metrics, self.single_values).items():
             self.logger.report_single_value(name, value)
-        self.report_table(title, "Summary", [["metric", "value"]] + [[name, value] for name, value in metrics.items()])
+        self.report_table(title, "Summary", metrics_table(metrics))
 
     def report_scalar(self, title: str, series: str, value: float, iteration: int) -> None:
         self.logger.report_scalar(title=title, series=series, value=value, iteration=iteration)
@@ -96,8 +117,33 @@ class ClearMLTracker(NullTracker):
     def report_image(self, title: str, path: Path) -> None:
         self.logger.report_image(title=title, series=Path(path).stem, iteration=0, local_path=str(path))
 
-    def upload_artifact(self, name: str, obj: Any) -> None:
-        self.task.upload_artifact(name=name, artifact_object=obj, wait_on_upload=True)
+    def report_plot(self, title: str, series: str, figure: dict) -> None:
+        self.logger.report_plotly(title=title, series=series, figure=figure, iteration=0)
+
+    def report_html(self, title: str, path: Path) -> None:
+        self.logger.report_media(title=title, series=Path(path).name, iteration=0, local_path=str(path),
+                                 file_extension=".html")
+
+    def upload_artifact(self, name: str, obj: Any, preview: str | None = None) -> None:
+        """A file or folder as an artifact, with a preview the UI shows (its values, first rows or listing)."""
+        if preview is None and isinstance(obj, (str, Path)):
+            preview = file_preview(obj)
+        self.task.upload_artifact(name=name, artifact_object=obj, wait_on_upload=True, preview=preview or None)
+
+    def parameter_keys(self) -> set[str]:
+        return set(self.task.get_parameters() or {})
+
+    def record_section(self, name: str, values: dict) -> None:
+        import json
+
+        self.task._set_parameters({f"{name}/{k}": json.dumps(v) if isinstance(v, list) else v
+                                   for k, v in values.items()}, __update=True)
+
+    def leave_templates(self, name: str) -> None:
+        from clearml_tasks._clones import leave_templates
+
+        if self.online:
+            leave_templates(self.task, name)
 
     def set_properties(self, values: dict) -> None:
         self.task.set_user_properties(**{k: str(v) for k, v in values.items()})
@@ -118,9 +164,10 @@ class ClearMLTracker(NullTracker):
 
 
 def make_tracker(tracking: str, project: str, task_name: str, task_type: str, output_uri: str = "",
-                 tags: list[str] | None = None, local_run: bool = True) -> NullTracker:
+                 tags: list[str] | None = None, local_run: bool = True,
+                 single_values: tuple[str, ...] = ()) -> NullTracker:
     """`tracking` is none, offline or online (clearml_tasks._tracking.resolve_tracking)."""
     if tracking == "none":
         return NullTracker()
     return ClearMLTracker(project, task_name, task_type, offline=tracking == "offline", output_uri=output_uri,
-                          tags=tags, local_run=local_run)
+                          tags=tags, local_run=local_run, single_values=single_values)
