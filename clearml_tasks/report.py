@@ -13,6 +13,7 @@ from pathlib import Path
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
 from clearml_tasks.stages import STAGES
+from components.analysis import figures
 from components.core.config import AppConfig
 from components.stages.report import build_leaderboard, load_entry, write_leaderboard
 
@@ -34,11 +35,19 @@ def report(eval_dirs: list[Path], output_dir: Path, tracker: NullTracker, metric
         [r["system"], *(r["cells"].get(m, {}).get(metric, {}).get("mean") for m in board["modes"])]
         for r in board["rows"]]
     tracker.report_table("Leaderboard", metric, table)
+    tracker.report_plot("Leaderboard", f"{metric} per mode", leaderboard_figure(board))
+    tracker.report_html("report", paths["html"])  # DEBUG SAMPLES renders it: the report, read in the browser
     for name, path in paths.items():
-        if name.startswith("plot_"):
-            tracker.report_image("leaderboard", path)
         tracker.upload_artifact(Path(path).name, path)  # leaderboard.csv, .json, .md: one stem
     return {"num_systems": len(board["rows"]), "num_evals": len(entries), "leaderboard": str(paths["md"])}
+
+
+def leaderboard_figure(board: dict) -> dict:
+    """The leaderboard's bars (each system per mode, CI whiskers) as an interactive figure for PLOTS."""
+    metric = board["metric"]
+    summaries = {m: {r["system"]: r["cells"][m][metric] for r in board["rows"] if m in r["cells"]}
+                 for m in board["modes"]}
+    return figures.metric_bars(summaries, [r["system"] for r in board["rows"]], f"{metric} per mode")
 
 
 def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -> dict:
