@@ -6,6 +6,7 @@
     slm report ... --out outputs/report --metric token_f1
 
 Writes leaderboard.csv/.json/.md, the plots and report.html into --out and prints the table.
+Needs finished evals: their output folders, or a ClearML server for --project/--tag/--pipeline.
 """
 from __future__ import annotations
 
