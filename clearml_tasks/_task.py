@@ -20,9 +20,10 @@ from clearml_tasks._tracker import NullTracker, make_tracker
 from clearml_tasks._tracking import resolve_tracking
 from clearml_tasks.stages import STAGES
 from components.core.config import AppConfig
+from components.core.console import configure_console
 from components.core.errors import UserError, run_guarded
 from components.core.fileio import write_json
-from components.core.outputs import STEP_MANIFEST
+from components.core.outputs import STEP_MANIFEST, TASK_FILE
 from components.core.overrides import apply_flat, build_config
 
 StageBody = Callable[[AppConfig, dict, Path, NullTracker], dict]
@@ -83,6 +84,9 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
         tracker.leave_templates(spec.run_name(cfg))
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json(output_dir / CONFIG_FILE, cfg.to_dict())  # as given: an adapter by its model id
+        if tracker.task_url:  # on a server: the report links each step's folder to its task
+            write_json(output_dir / TASK_FILE, {"id": tracker.task_id, "url": tracker.task_url, "name": task_name
+                                                or stage, "project": cfg.clearml.project})
         if "model" in spec.sections:
             cfg = resolve_adapter(cfg)
         results = {**body(cfg, input_dirs, output_dir, tracker), **memory_estimate(spec, cfg, tracker)}
@@ -120,6 +124,7 @@ def failure_reason(e: BaseException) -> str:
 
 def main(stage: str, body: StageBody, argv: list[str] | None = None) -> int:
     """Entry of `python clearml_tasks/<stage>.py [overrides]`, as an agent runs a template."""
+    configure_console()  # an agent's log is not a terminal: progress bars as lines
 
     def go() -> int:
         cfg = build_config(sys.argv[1:] if argv is None else argv)

@@ -34,9 +34,6 @@ class NullTracker:
     def report_plot(self, title: str, series: str, figure: dict) -> None:
         """An interactive plot (a plotly figure as a dict: components.analysis.figures) in PLOTS."""
 
-    def report_html(self, title: str, path: Path) -> None:
-        """An HTML file shown in the browser (DEBUG SAMPLES renders it)."""
-
     def parameter_keys(self) -> set[str]:
         """`section/field` of the parameters the task already carries (an agent's clone: what was set on it)."""
         return set()
@@ -46,6 +43,26 @@ class NullTracker:
 
     def leave_templates(self, name: str) -> None:
         """A clone of a template run by an agent becomes a run: named `name`, untagged, in the runs project."""
+
+    def report_media(self, title: str, series: str, path: Path) -> None:
+        """A file (e.g. an HTML page) as a debug sample: the web UI shows it in DEBUG SAMPLES."""
+
+    @property
+    def task_url(self) -> str:
+        """The task's page in the web UI ('' when no server holds it)."""
+        return ""
+
+    def pipeline(self) -> "NullTracker | None":
+        """A tracker of the pipeline controller task that launched this task (None outside a pipeline)."""
+        return None
+
+    def steps(self) -> list[dict]:
+        """A controller's step tasks: id, name, status, url; [] for a task that is no controller."""
+        return []
+
+    def step_output(self, task_id: str) -> Path | None:
+        """A step task's `output` artifact, downloaded; None when it has none."""
+        return None
 
     def register_model(self, name: str, folder: Path, config: dict, tags: list[str], comment: str) -> str:
         """Register a model folder in the model registry; its id ('' when not tracked)."""
@@ -69,11 +86,12 @@ FRAMEWORK_HOOKS = ("matplotlib", "tensorflow", "tensorboard", "pytorch", "xgboos
 
 
 class ClearMLTracker(NullTracker):
+    single_values: tuple[str, ...] = ()  # the stage's registry metrics: the SCALARS summary, in order
     def __init__(self, project: str, task_name: str, task_type: str, offline: bool, output_uri: str = "",
                  tags: list[str] | None = None, local_run: bool = True, single_values: tuple[str, ...] = ()):
         from clearml import Task
 
-        self.single_values = single_values  # the stage's registry metrics: the SCALARS summary, in order
+        self.single_values = single_values
 
         if offline:
             Task.set_offline(True)
@@ -117,12 +135,23 @@ class ClearMLTracker(NullTracker):
     def report_image(self, title: str, path: Path) -> None:
         self.logger.report_image(title=title, series=Path(path).stem, iteration=0, local_path=str(path))
 
+    def report_media(self, title: str, series: str, path: Path) -> None:
+        self.logger.report_media(title=title, series=series, iteration=0, local_path=str(path))
+
+    @property
+    def task_url(self) -> str:
+        return self.task.get_output_log_web_page() if self.online else ""
+
+    def pipeline(self) -> "NullTracker | None":
+        if not self.online or not self.task.parent:
+            return None
+        from clearml import Task
+
+        parent = Task.get_task(task_id=self.task.parent)
+        return _ExistingTask(parent) if str(parent.task_type) == "controller" else None
+
     def report_plot(self, title: str, series: str, figure: dict) -> None:
         self.logger.report_plotly(title=title, series=series, figure=figure, iteration=0)
-
-    def report_html(self, title: str, path: Path) -> None:
-        self.logger.report_media(title=title, series=Path(path).name, iteration=0, local_path=str(path),
-                                 file_extension=".html")
 
     def upload_artifact(self, name: str, obj: Any, preview: str | None = None) -> None:
         """A file or folder as an artifact, with a preview the UI shows (its values, first rows or listing)."""
@@ -161,6 +190,33 @@ class ClearMLTracker(NullTracker):
         self.task.close()
         if error and not self.session_dir:  # an offline session keeps no status
             self.task.mark_failed(status_reason=error[:250], status_message=error, force=True)
+
+
+class _ExistingTask(ClearMLTracker):
+    """Reporting onto a task this process did not start (the pipeline controller of a step): no Task.init,
+    and close() leaves it as it is."""
+
+    def __init__(self, task):
+        self.task, self.logger, self.task_id, self.session_dir = task, task.get_logger(), task.id, None
+
+    def steps(self) -> list[dict]:
+        from clearml import Task
+
+        tasks = Task.get_tasks(task_filter={"parent": self.task_id, "search_hidden": True})
+        return [{"id": t.id, "name": t.name, "status": str(t.get_status()), "url": t.get_output_log_web_page()}
+                for t in tasks]
+
+    def step_output(self, task_id: str) -> Path | None:
+        from clearml import Task
+
+        from clearml_tasks._inputs import OUTPUT_ARTIFACT
+
+        artifact = Task.get_task(task_id=task_id).artifacts.get(OUTPUT_ARTIFACT)
+        local = artifact.get_local_copy() if artifact is not None else None
+        return Path(local) if local else None
+
+    def close(self, error: str = "") -> None:
+        pass
 
 
 def make_tracker(tracking: str, project: str, task_name: str, task_type: str, output_uri: str = "",

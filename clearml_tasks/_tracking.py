@@ -23,6 +23,12 @@ PING_TIMEOUT_SECONDS = 5.0
 OFFLINE_CONF = "sdk { development { report_use_subprocess: false } }\n"
 
 
+# What the SDK prints about each offline session (the task, its folder, its zip): three lines a step. The
+# local runner says once per step where the session went instead (pipelines.local), so `slm` drops these.
+OFFLINE_SESSION_CHATTER = ("ClearML Task: created new task id=offline-",
+                           "ClearML running in offline mode, session stored in ",
+                           "ClearML Task: Offline session stored in ")
+
 USER_CONF_ENV = "SLM_USER_CLEARML_CONFIG"  # the user's own file, remembered once we repoint the SDK
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from components.core.fileio import read_jsonl
 from components.stages.benchmark import BENCHMARK_FILE, MODELS, PREDICTION_FILES, REPORT_FILE, figures, run_benchmark
 from components.core.config import AppConfig
+from components.core.console import progress_bar
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
 
@@ -19,7 +20,7 @@ STAGE = "benchmark"
 
 
 def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -> dict:
-    results = run_benchmark(cfg, inputs["ingest"], inputs["finetune"], output_dir)
+    results = run_benchmark(cfg, inputs["ingest"], inputs["finetune"], output_dir, progress=progress_bar)
     # The nested summary (CIs per model) is in the uploaded results file; the table shows the means.
     tracker.report_results({k: v for k, v in results.items() if k not in ("meta", "summary")},
                            title="Final Metrics")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from components.core.config import AppConfig
+from components.core.console import progress_bar
 from components.core.outputs import MEMORY_FILE, PREDICTIONS_FILE
 from components.stages.eval import run_eval
 from components.core.outputs import RESULTS_FILE
@@ -19,10 +20,8 @@ STAGE = "eval"
 
 
 def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -> dict:
-    from tqdm import tqdm
-
     results = run_eval(cfg, cfg.experiment.mode, inputs["ingest"], inputs.get("index"), output_dir,
-                       progress=lambda batches: tqdm(batches, desc=f"eval {cfg.experiment.mode}", unit="batch"))
+                       progress=progress_bar)
     return report_eval(results, output_dir, tracker)
 
 

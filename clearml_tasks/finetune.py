@@ -1,4 +1,4 @@
-"""Finetune template: a LoRA (QLoRA on a CUDA GPU) adapter trained on the ingest stage's training split;
+"""Finetune template: a LoRA or QLoRA adapter trained on the ingest stage's training split;
 per-step Trainer logs become scalars, the adapter, trainer state, results and plots artifacts.
 
 Run: python clearml_tasks/finetune.py finetune.max_steps=200   (or `slm finetune`)
@@ -18,6 +18,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from components.core.config import AppConfig
+from components.core.console import progress_bar
 from components.stages.finetune import TRAINER_STATE_FILE, run_finetune
 from components.core.outputs import ADAPTER_DIR, RESULTS_FILE
 from clearml_tasks._task import main
@@ -45,7 +46,8 @@ class TrackerScalars(TrainerCallback):
 
 
 def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -> dict:
-    results = run_finetune(cfg, inputs["ingest"], output_dir, callbacks=[TrackerScalars(tracker)])
+    results = run_finetune(cfg, inputs["ingest"], output_dir, callbacks=[TrackerScalars(tracker)],
+                           progress=progress_bar)
     tracker.report_results({k: v for k, v in results.items() if k != "meta"}, title="Final Metrics")
     # The loss and learning-rate curves are SCALARS already (TrackerScalars); the PNGs stay files.
     for plot in map(Path, results["plots"]):

@@ -53,10 +53,10 @@ def _print_and_save_summary(cfg, outcomes) -> None:
     from pathlib import Path
 
     from components.core.fileio import write_json, write_text
-    from components.core.formatting import format_table
+    from components.core.formatting import format_summary
 
     rows = _summary_rows(outcomes)
-    table = format_table(rows, [c for c in SUMMARY_COLUMNS if any(c in r for r in rows)])
+    table = format_summary(rows, SUMMARY_COLUMNS)
     root = Path(cfg.experiment.resolved_output_dir())
     write_json(root / "summary.json", rows)
     write_text(root / "summary.txt", table + "\n")
@@ -194,8 +194,12 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
 
 
 def main(argv: list[str] | None = None) -> int:
+    from clearml_tasks._tracking import OFFLINE_SESSION_CHATTER
+    from components.core.console import configure_console
+
     # transformers' per-load progress bars drown the stage output; our own loops keep theirs.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    configure_console(drop=OFFLINE_SESSION_CHATTER)  # bars as lines in a log; the runner names each session
     parser = build_parser()
     args = parse_args(parser, argv)
     return run_guarded(lambda: args.func(args), debug=args.debug)

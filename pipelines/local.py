@@ -90,6 +90,8 @@ def run_local(steps: list[StepSpec], cfg: AppConfig, tracking: str, use_cache: b
         except Exception as e:
             raise RuntimeError(f"step {step.name} failed: {type(e).__name__}: {e}") from e
         results = finish_step(step_dir, key, step.stage, results)
-        outcomes.append(StepOutcome(step.name, step.stage, "ran", time.perf_counter() - started, step_dir,
-                                    results))
+        seconds = time.perf_counter() - started
+        session = f"; ClearML offline session {results['session_dir']}.zip" if results.get("session_dir") else ""
+        log(f"[{step.name}] done in {seconds:.1f} s{session}")
+        outcomes.append(StepOutcome(step.name, step.stage, "ran", seconds, step_dir, results))
     return outcomes

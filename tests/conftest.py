@@ -123,3 +123,15 @@ def pytest_collection_modifyitems(config, items):
 def server_env() -> dict[str, str]:
     """The ClearML server settings this session started with, before the isolation removed them."""
     return dict(SERVER_ENV)
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """moto's S3 server on loopback (MinIO's stand-in): its host:port."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"{host}:{port}"
+    server.stop()

@@ -1,4 +1,4 @@
-"""PNG plots for the finetune and benchmark stages. Each function writes one file atomically and returns
+"""PNG plots for the finetune, benchmark and report stages. Each function writes one file atomically and returns
 its path.
 
 matplotlib is imported inside the functions and only its object API is used (Figure + the Agg canvas):
@@ -74,15 +74,16 @@ def learning_rate(log_history: Sequence[Mapping], path: Path) -> Path:
 
 
 def metric_bars(summaries: Mapping[str, Mapping[str, Mapping]], metrics: Sequence[str], path: Path,
-                title: str = "Base vs tuned") -> Path:
+                title: str = "Base vs tuned", ylabel: str = "mean", size: tuple[float, float] | None = None) -> Path:
     """Grouped bars: one group per metric, one bar per model; error bars span the 95% bootstrap CI.
 
-    `summaries[model][metric]` is {"mean", "ci_low", "ci_high"}; a metric without a mean is skipped.
+    `summaries[model][metric]` is {"mean", "ci_low", "ci_high"}; a metric without a mean is skipped. The
+    legend sits beside the axes, never over the bars.
     """
     import numpy as np
 
     shown = [m for m in metrics if all(summaries[model].get(m, {}).get("mean") is not None for model in summaries)]
-    fig = _new_figure(max(6.0, 1.4 * len(shown) + 2), 4.5)
+    fig = _new_figure(*(size or (max(8.0, 1.6 * len(shown) + 4), 4.8)))
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(summaries))
     x = np.arange(len(shown))
@@ -92,10 +93,11 @@ def metric_bars(summaries: Mapping[str, Mapping[str, Mapping]], metrics: Sequenc
         highs = np.array([_or(summary[m].get("ci_high"), summary[m]["mean"]) for m in shown], dtype=float)
         ax.bar(x + (i - (len(summaries) - 1) / 2) * width, means, width, label=model,
                color=MODEL_COLORS.get(model), yerr=[means - lows, highs - means], capsize=4)
-    ax.set_xticks(x, shown, rotation=20, ha="right")
-    ax.set(title=f"{title} (95% bootstrap CI)", ylabel="mean")
+    ax.set_xticks(x, shown, rotation=15 if max((len(m) for m in shown), default=0) > 12 else 0, ha="right")
+    ax.set(title=f"{title} (95% bootstrap CI)", ylabel=ylabel)
+    ax.set_ylim(bottom=0)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=10, frameon=False)
     return _save(fig, path)
 
 
@@ -122,18 +124,20 @@ def histograms(series: Mapping[str, Sequence[float]], path: Path, title: str, xl
 
 
 def quality_vs_cost(points: Sequence[tuple[str, Mapping, Mapping]], cost: str, metric: str, path: Path,
-                    xlabel: str) -> Path:
-    """One marker per (system, mode): x = a cost of the system, y = the metric with its CI as a whisker."""
-    fig = _new_figure(7.5, 4.5)
+                    xlabel: str, markers: Mapping[str, str] | None = None,
+                    size: tuple[float, float] = (10.0, 4.8)) -> Path:
+    """One marker per (system, mode): x = a cost of that eval, y = the metric with its CI as a whisker;
+    `markers` gives a point's marker by its label (e.g. one shape per mode). The legend sits beside the axes."""
+    fig = _new_figure(*size)
     ax = fig.add_subplot()
     for label, costs, cell in points:
         if cell.get("mean") is None:
             continue
         low, high = _or(cell.get("ci_low"), cell["mean"]), _or(cell.get("ci_high"), cell["mean"])
-        ax.errorbar([costs[cost]], [cell["mean"]], yerr=[[cell["mean"] - low], [high - cell["mean"]]], fmt="o",
-                    capsize=4, label=label)
+        ax.errorbar([costs[cost]], [cell["mean"]], yerr=[[cell["mean"] - low], [high - cell["mean"]]],
+                    fmt=(markers or {}).get(label, "o"), markersize=8, capsize=4, label=label)
     ax.set(title=f"{metric} vs {xlabel}", xlabel=xlabel, ylabel=f"{metric} (95% CI)")
     ax.grid(alpha=0.3)
     if points:
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=10, frameon=False)
     return _save(fig, path)

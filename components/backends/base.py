@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from components.backends.generation import Generated, plan_batches
 from components.backends.registry import AUTO, BACKENDS
@@ -88,17 +88,22 @@ _SHARED: dict[str, Generator] = {}
 def shared_generator(cfg: ModelConfig, gen: GenerationConfig | None = None) -> Generator:
     """One model per process: every eval mode reuses it (one model in memory at a time)."""
     gen = gen or GenerationConfig()
-    key = json.dumps({**cfg.__dict__, "backend": gen.backend, "weights": gen.llama_cpp_weights}, sort_keys=True)
+    key = json.dumps({**cfg.__dict__, "backend": gen.backend, "weights": gen.llama_cpp_weights,
+                      "vllm_memory": [gen.vllm_kv_cache_gb, gen.vllm_gpu_memory_utilization]}, sort_keys=True)
     if key not in _SHARED:
         _SHARED.clear()
         _SHARED[key] = load_generator(cfg, gen)
     return _SHARED[key]
 
 
-def generate_all(generator: Generator, prompts: list[str], gen: GenerationConfig) -> list[Generated]:
-    """Answers in prompt order, from a length-sorted batch plan fixed by the prompts alone."""
+def generate_all(generator: Generator, prompts: list[str], gen: GenerationConfig,
+                 answered: Callable[[int], object] | None = None) -> list[Generated]:
+    """Answers in prompt order, from a length-sorted batch plan fixed by the prompts alone;
+    `answered(n)` after each batch of n answers (a progress bar's update)."""
     ids = generator.tokenizer(prompts, add_special_tokens=False)["input_ids"]
     outputs: dict[int, Generated] = {}
     for b, batch in enumerate(plan_batches([len(i) for i in ids], gen.batch_size, gen.max_batch_tokens)):
         outputs.update(zip(batch, generator.generate([ids[i] for i in batch], gen, seed=gen.seed + b)))
+        if answered is not None:
+            answered(len(batch))
     return [outputs[i] for i in range(len(prompts))]

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Sequence
 
 from components.backends.base import MODEL_FEATURES
 from components.backends.generation import Generated, all_start_with, shared_prefix, to_answers
-from components.backends.models import LoadedModel, load_model
+from components.backends.models import LoadedModel, load_model, peft_wrapping
 from components.core.config import GenerationConfig, ModelConfig
 from components.core.errors import UserError
 
@@ -77,7 +77,8 @@ class HFGenerator:
         speed."""
         from peft import PeftModel
 
-        tuned = PeftModel.from_pretrained(self.lm.model, str(adapter_dir))
+        with peft_wrapping():
+            tuned = PeftModel.from_pretrained(self.lm.model, str(adapter_dir))
         model = tuned if quantized else tuned.merge_and_unload()
         model.eval()
         return HFGenerator(replace(self.lm, model=model, source=f"{self.lm.source}+{adapter_dir}"))

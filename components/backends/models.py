@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 import shutil
 import sys
-import tempfile
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from components.core.config import ModelConfig
 from components.core.errors import UserError
+from components.core.fileio import temp_dir_beside
 from components.core.outputs import cache_root
 
 
@@ -121,7 +124,7 @@ def _write_once(target: Path, marker: str, write) -> None:
     """`write(folder)` into a temp folder beside `target`, renamed into place (a reader never sees half
     a folder); if another process got there first, its folder stays."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = temp_dir_beside(target)
     try:
         write(tmp)
         try:
@@ -177,19 +180,67 @@ def resolve_dtype(cfg: ModelConfig, device: str):
     return getattr(torch, cfg.dtype)
 
 
+def quantization_key(cfg: ModelConfig) -> str | None:
+    """The setting that asks for bitsandbytes, named as users type it (None: a full-precision load)."""
+    return "model.load_in_4bit" if cfg.load_in_4bit else "model.load_in_8bit" if cfg.load_in_8bit else None
+
+
+_SAID: set[str] = set()
+
+
+def check_bitsandbytes(key: str, device: str) -> None:
+    """bitsandbytes is installed and says it runs on `device`; on CPU, say once per process that it is slow.
+
+    Its wheel carries CUDA and CPU libraries alike and lists the devices it supports
+    (`bitsandbytes.supported_torch_devices`, what transformers checks too); anything it then cannot do on
+    this machine fails in the load, which load_model turns into one line."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError(f"{key} needs bitsandbytes: pip install bitsandbytes==0.50.2 (a project dependency)")
+    import bitsandbytes
+
+    supported = getattr(bitsandbytes, "supported_torch_devices", {"cuda"})
+    if device not in supported:
+        raise UserError(f"{key}: the installed bitsandbytes {bitsandbytes.__version__} does not run on {device} "
+                        f"(it supports {', '.join(sorted(supported))}); set it to false")
+    if device == "cpu" and "cpu" not in _SAID:
+        _SAID.add("cpu")
+        print(f"note: {key} on CPU runs bitsandbytes' CPU kernels: correct but several times slower than "
+              "float32 (meant for checks; use a GPU for speed)", file=sys.stderr)
+    # LLM.int8 logs "inputs will be cast ... to float16" on every layer of every forward pass.
+    int8_logger = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(isinstance(f, _OnceFilter) for f in int8_logger.filters):
+        int8_logger.addFilter(_OnceFilter())
+
+
+class _OnceFilter(logging.Filter):
+    """Lets each distinct message through once per process."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
 def quantization_config(cfg: ModelConfig, device: str):
-    if not (cfg.load_in_4bit or cfg.load_in_8bit):
+    """bitsandbytes settings for a 4/8-bit load (None without one): NF4 with double quantization for
+    4-bit (QLoRA's recipe), computing in the device's dtype (bf16 on CUDA, float32 on CPU, where bf16
+    matmuls are slow; model.dtype when set)."""
+    key = quantization_key(cfg)
+    if key is None:
         return None
-    if device != "cuda":
-        raise UserError("model.load_in_4bit/load_in_8bit need a CUDA GPU (bitsandbytes); "
-                        "set them to false on CPU")
-    import torch
+    check_bitsandbytes(key, device)
     from transformers import BitsAndBytesConfig
 
     if cfg.load_in_8bit:
         return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)
+                              bnb_4bit_compute_dtype=resolve_dtype(cfg, device))
 
 
 def load_tokenizer(source: str, cfg: ModelConfig):
@@ -206,8 +257,16 @@ def _for_generation(tokenizer):
 
 
 def model_size_bytes(model) -> int:
+    """Bytes the weights take in memory as loaded: a 4-bit model counts its packed weights and their
+    quantisation constants (absmax, double-quant tables), not the float size they stand for."""
     tensors = list(model.parameters()) + list(model.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
+    for param in model.parameters():
+        state = getattr(param, "quant_state", None)  # bitsandbytes Params4bit
+        while state is not None:  # double quantization: absmax is itself quantised (state2)
+            tensors += [t for t in (state.absmax, state.code) if t is not None]
+            state = getattr(state, "state2", None)
+    unique = {(t.data_ptr(), t.numel()): t for t in tensors}  # the NF4 code table is shared between layers
+    return sum(t.numel() * t.element_size() for t in unique.values())
 
 
 def load_model(cfg: ModelConfig) -> LoadedModel:
@@ -219,12 +278,22 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     kwargs = dict(dtype=resolve_dtype(cfg, device), trust_remote_code=cfg.trust_remote_code,
                   use_safetensors=True)
     if quant is not None:
-        kwargs.update(quantization_config=quant, device_map={"": 0})
+        import torch
+
+        kwargs.update(quantization_config=quant,
+                      device_map={"": torch.cuda.current_device() if device == "cuda" else device})
     try:
         tokenizer = load_tokenizer(source, cfg)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as e:
         raise UserError(f"model.path: cannot load {source!r} ({str(e).splitlines()[0]})") from None
+    except (RuntimeError, ImportError, ValueError) as e:
+        if quant is None:
+            raise
+        # bitsandbytes or transformers refusing this machine (a library that will not load, a device it
+        # does not support): one line naming the setting, not a traceback.
+        raise UserError(f"{quantization_key(cfg)}: bitsandbytes cannot load {source!r} on {device} "
+                        f"({(str(e).splitlines() or [type(e).__name__])[0]})") from None
     if quant is None:
         model.to(device)
     model.eval()
@@ -232,3 +301,14 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return LoadedModel(model=model, tokenizer=tokenizer, device=device,
                        model_size_bytes=model_size_bytes(model), source=source)
+
+
+@contextmanager
+def peft_wrapping() -> Iterator[None]:
+    """Around a peft call that wraps a model (get_peft_model, PeftModel.from_pretrained): peft 0.21.2 reads
+    `model.is_gradient_checkpointing`, which transformers 5.23 deprecated, so every adapter load printed a
+    FutureWarning that nothing a user sets can avoid. Only that warning, only here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
+        yield

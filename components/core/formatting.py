@@ -52,6 +52,42 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(out)
 
 
+SUMMARY_HEAD = ("step", "status", "seconds")
+
+
+def format_summary(rows: list[dict], metrics: list[str]) -> str:
+    """The `slm run` summary: step, status, seconds, then the step's own values among `metrics` as `name
+    value` pairs. Steps of different stages report different metrics: one column per metric would be
+    mostly `-`. A metric's values share one width, so the steps of one stage line up."""
+    shown = [[m for m in metrics if m not in SUMMARY_HEAD and _is_number(r.get(m))] for r in rows]
+    width = {m: max(len(_number(m, r[m])) for r, names in zip(rows, shown) if m in names)
+             for m in {m for names in shown for m in names}}
+    cells = [[*SUMMARY_HEAD, "results"]] + [
+        [str(r["step"]), str(r["status"]), _number("seconds", r["seconds"]),
+         "  ".join(f"{m} {_number(m, r[m]):>{width[m]}}" for m in names)] for r, names in zip(rows, shown)]
+    widths = [max(len(row[i]) for row in cells) for i in range(3)]
+    return "\n".join(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}".rstrip()
+                     for row in cells)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(name: str, value: float) -> str:
+    """As a person reads it: seconds to a tenth, counts with thousands separators, scores to three places,
+    large values without decimals, tiny ones (a learning rate) in scientific notation."""
+    if isinstance(value, int):
+        return f"{value:,}"
+    if name == "seconds" or name.endswith("_seconds"):
+        return f"{value:,.1f}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if value and abs(value) < 1e-3:
+        return f"{value:.2e}"
+    return f"{value:.3f}"
+
+
 def _cell(value) -> str:
     if value is None:
         return "-"

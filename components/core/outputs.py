@@ -12,6 +12,7 @@ RESULTS_FILE = "results.json"  # every stage writes it last: its presence means 
 MB = 1024 * 1024
 PREDICTIONS_FILE = "predictions.jsonl"  # an eval's per-question rows
 MEMORY_FILE = "memory_usage.json"  # an eval's detailed_log and peak_usage
+TASK_FILE = "clearml_task.json"  # the ClearML task that wrote a step folder (id, web UI url), on a server
 
 INDEX_SUBDIR = "index"  # the index stage's retriever files, read by retriever_context evals
 INDEX_RESULTS_FILE = "index_results.json"

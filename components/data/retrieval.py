@@ -23,7 +23,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -31,7 +30,7 @@ import numpy as np
 
 from components.core.config import RetrieverConfig
 from components.core.errors import UserError
-from components.core.fileio import dir_size_bytes, read_json, write_json
+from components.core.fileio import dir_size_bytes, read_json, temp_dir_beside, write_json
 from components.data.schema import Passage
 
 INDEX_MANIFEST = "index_manifest.json"
@@ -318,7 +317,7 @@ def _replace_dir(built: Path, final: Path) -> None:
     if not final.exists():
         os.replace(built, final)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+    old = temp_dir_beside(final, ".old")
     os.replace(final, old / final.name)
     os.replace(built, final)
     shutil.rmtree(old)
@@ -331,7 +330,7 @@ def build_index(cfg: RetrieverConfig, passages: list[Passage], index_dir: Path) 
     _check_unique_ids(passages)
     index_dir = Path(index_dir)
     index_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.", suffix=".tmp", dir=index_dir.parent))
+    staging = temp_dir_beside(index_dir)  # renamed into place: it keeps the mode made here
     try:
         retriever = build_retriever(cfg, passages)
         write_json(staging / PASSAGE_IDS_FILE, [p.id for p in passages])

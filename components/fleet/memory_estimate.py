@@ -14,8 +14,8 @@ Terms, in bytes (each a `MemoryEstimate.terms` entry):
 - lora / lora_gradients / optimizer_states: adapter parameters (float32), their gradients and AdamW's two
   moments;
 - cuda_overhead: the CUDA context and cuBLAS workspace, outside torch's allocator but on the card.
-A vLLM step takes `share` (gpu_memory_utilization) of the card it runs on: it fits a card whose share
-holds the terms. The seed system's rule (params in billions x 2.5 GB + 2 GB) is kept beside, as a
+A vLLM step takes `share` (generation.vllm_gpu_memory_utilization) of the card it runs on: it fits a card
+whose share holds the terms; with generation.vllm_kv_cache_gb set its KV cache is that size instead. The seed system's rule (params in billions x 2.5 GB + 2 GB) is kept beside, as a
 cross-check.
 """
 from __future__ import annotations
@@ -32,7 +32,6 @@ NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4 bits + an 8-bit absmax per 64 wei
 INT8_BYTES = 1.0
 PROMPT_OVERHEAD_TOKENS = 256  # chat template, instruction and question
 TOKENS_PER_WORD = 1.5  # context passages, English text
-VLLM_SHARE = 0.9  # vLLM's default gpu_memory_utilization
 
 
 @dataclass
@@ -104,9 +103,13 @@ def eval_memory(cfg: AppConfig) -> MemoryEstimate:
     terms = {"weights": weights_bytes(shape, cfg.model),
              **_generation_terms(shape, cfg, cfg.experiment.mode, g.batch_size, g.max_batch_tokens, g.max_new_tokens),
              "cuda_overhead": CUDA_OVERHEAD}
+    if g.backend == "vllm" and g.vllm_kv_cache_gb:  # a fixed KV cache: vLLM takes the weights and that
+        terms["kv_cache"] = int(g.vllm_kv_cache_gb * GB)
+        return MemoryEstimate(terms, params=shape.num_params, notes=["vLLM with a fixed KV cache (vllm_kv_cache_gb)"])
     if g.backend == "vllm":
-        return MemoryEstimate(terms, share=VLLM_SHARE, params=shape.num_params,
-                              notes=[f"vLLM reserves {VLLM_SHARE:.0%} of the card (gpu_memory_utilization)"])
+        share = g.vllm_gpu_memory_utilization
+        return MemoryEstimate(terms, share=share, params=shape.num_params,
+                              notes=[f"vLLM reserves {share:.0%} of the card (vllm_gpu_memory_utilization)"])
     return MemoryEstimate(terms, params=shape.num_params)
 
 

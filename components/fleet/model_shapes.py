@@ -117,7 +117,8 @@ def shape_from_gguf(path: Path) -> ModelShape:
 
     arch = value("general.architecture")
     tensors = {t.name for t in reader.tensors}
-    return ModelShape(vocab_size=len(value("tokenizer.ggml.tokens")), hidden_size=int(value(f"{arch}.embedding_length")),
+    return ModelShape(vocab_size=len(value("tokenizer.ggml.tokens")),
+                      hidden_size=int(value(f"{arch}.embedding_length")),
                       num_layers=int(value(f"{arch}.block_count")),
                       num_heads=int(value(f"{arch}.attention.head_count")),
                       num_kv_heads=int(value(f"{arch}.attention.head_count_kv")),

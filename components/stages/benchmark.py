@@ -1,29 +1,34 @@
 """The benchmark stage: the base model against base + the fine-tuned adapter on held-out questions.
 
 Both models answer the same prompts (test split, `benchmark.mode`) with the same explicit decoding and
-the same fixed batch plan. Per question: Token F1 and Exact Match (SQuAD normalisation, max over gold
-answers), Key Info (numbers and key terms of the reference, the first gold answer; a part the reference
-lacks is left out, never counted as 1.0), Length Ratio, generation time. Per model: means with 95%
-bootstrap CIs; tuned minus base: the mean difference with a paired bootstrap CI (the same resampled
-questions for both models).
+the same fixed batch plan, on the same base weights: as `model` says, or 4-bit NF4 when the adapter was
+trained by QLoRA on a 4-bit base (the finetune step's results say so) and `model` asks for no quantization,
+so that a QLoRA run compares the 4-bit base with the 4-bit base + adapter, as it was trained.
+
+Per question: Token F1 and Exact Match (SQuAD normalisation, max over gold answers), Key Info (numbers
+and key terms of the reference, the first gold answer; a part the reference lacks is left out, never
+counted as 1.0), Length Ratio, generation time. Per model: means with 95% bootstrap CIs; tuned minus base:
+the mean difference with a paired bootstrap CI (the same resampled questions for both models).
 
 Output folder: benchmark_results.json (= results.json), predictions_base.jsonl, predictions_tuned.jsonl,
 the plots, report.md.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
+from typing import Callable
 
 from components.analysis import plots
-from components.core.config import AppConfig, GenerationConfig
+from components.core.config import AppConfig, GenerationConfig, ModelConfig
 from components.core.errors import UserError
-from components.core.fileio import write_json, write_jsonl, write_text
+from components.core.fileio import read_json, write_json, write_jsonl, write_text
 from components.backends.generation import Generated
 from components.backends.base import Generator, generate_all, load_generator
 from components.core.memory import MemoryLog
 from components.analysis.metrics import BENCHMARK_QUALITY_METRICS, exact_match, key_info, length_ratio, token_f1
-from components.core.outputs import ADAPTER_DIR, RESULTS_FILE, clear_outputs
+from components.core.outputs import ADAPTER_DIR, MB, RESULTS_FILE, clear_outputs
 from components.core.provenance import stamp
 from components.analysis.stats import BOOTSTRAP_SEED, summary
 from components.data.schema import Question
@@ -39,12 +44,31 @@ PLOT_FILES = {"bars": "metrics_base_vs_tuned.png", "f1": "token_f1_hist.png", "k
 METRICS = ("token_f1", "exact_match", "key_info", "key_info_numbers", "key_info_terms", "length_ratio",
            "pred_ref_word_ratio", "hit_max_new_tokens", "seconds", "tokens_per_second")
 QUALITY_METRICS = BENCHMARK_QUALITY_METRICS
+BASE_WEIGHTS = {"none": "as loaded (no quantization)", "4bit": "4-bit NF4 (bitsandbytes)",
+                "8bit": "8-bit LLM.int8 (bitsandbytes)"}
 
 
 def generation_config(cfg: AppConfig) -> GenerationConfig:
     """Decoding from the benchmark section's sampling fields: greedy unless do_sample; the answer ends at a
     newline (GenerationConfig's default stop string)."""
     return GenerationConfig(**cfg.benchmark.sampling())
+
+
+def finetune_method(finetune_dir: Path) -> str | None:
+    """lora or qlora, as the finetune step that trained the adapter recorded (None: an adapter from elsewhere)."""
+    results = Path(finetune_dir) / RESULTS_FILE
+    return read_json(results).get("method") if results.is_file() else None
+
+
+def base_model(cfg: AppConfig, method: str | None) -> ModelConfig:
+    """The base both arms run: `cfg.model`, loaded 4-bit when the adapter is QLoRA's and nothing else was asked."""
+    if method == "qlora" and not (cfg.model.load_in_4bit or cfg.model.load_in_8bit):
+        return dataclasses.replace(cfg.model, load_in_4bit=True)
+    return cfg.model
+
+
+def quantization(model: ModelConfig) -> str:
+    return "4bit" if model.load_in_4bit else "8bit" if model.load_in_8bit else "none"
 
 
 def score_row(q: Question, gen: Generated) -> dict:
@@ -132,7 +156,8 @@ def render_report(cfg: AppConfig, results: dict, rows: dict[str, list[dict]], nu
     lines = [f"# Benchmark: {cfg.model.name} base vs + LoRA adapter", "",
              f"- Held-out questions: {results['num_examples']} (test split), prompt mode `{b.mode}`",
              f"- Decoding: {decoding}, max_new_tokens {b.max_new_tokens}, answer cut at the first newline",
-             f"- Adapter: `{results['adapter_dir']}`",
+             f"- Adapter: `{results['adapter_dir']}` ({results['finetune_method'] or 'method unknown'}); base "
+             f"weights: {BASE_WEIGHTS[results['quantization']]}, the same for both models",
              f"- 95% CIs: percentile bootstrap over questions, {b.bootstrap_samples} resamples "
              "(the delta's CI is paired)", "",
              "| metric | base | tuned | tuned - base |", "|---|---|---|---|"]
@@ -149,9 +174,10 @@ def render_report(cfg: AppConfig, results: dict, rows: dict[str, list[dict]], nu
 
 
 def run_benchmark(cfg: AppConfig, ingest_dir: Path, finetune_dir: Path, output_dir: Path,
-                  generator: Generator | None = None) -> dict:
+                  generator: Generator | None = None, progress: Callable | None = None) -> dict:
     """`generator` (default: a private copy of `cfg.model`) answers as the base model, then
-    `generator.with_adapter(...)` as the tuned one."""
+    `generator.with_adapter(...)` as the tuned one. `progress(total, desc)` makes a bar per model
+    (components.core.console.progress_bar)."""
     started = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +188,9 @@ def run_benchmark(cfg: AppConfig, ingest_dir: Path, finetune_dir: Path, output_d
         raise UserError(f"{adapter_dir}: no adapter (run the finetune stage first)")
     questions = select_questions(ingest_dir, "test", cfg.benchmark.max_samples)
     memory = MemoryLog()
-    generator = generator or load_generator(cfg.model)  # a private copy: the adapter is injected into it
+    method = finetune_method(finetune_dir)
+    model = base_model(cfg, method)
+    generator = generator or load_generator(model)  # a private copy: the adapter is injected into it
     memory.record("load model")
     prompts = stage_prompts(cfg, generator.tokenizer, cfg.benchmark.mode, questions, ingest_dir,
                             "benchmark.mode")
@@ -171,9 +199,12 @@ def run_benchmark(cfg: AppConfig, ingest_dir: Path, finetune_dir: Path, output_d
     seconds: dict[str, float] = {}
     for which in MODELS:
         if which == "tuned":
-            generator = generator.with_adapter(adapter_dir, cfg.model.load_in_4bit or cfg.model.load_in_8bit)
+            generator = generator.with_adapter(adapter_dir, model.load_in_4bit or model.load_in_8bit)
         t0 = time.perf_counter()
-        outputs = generate_all(generator, prompts, gen)
+        bar = progress(len(prompts), f"benchmark {which}") if progress else None
+        outputs = generate_all(generator, prompts, gen, answered=bar.update if bar else None)
+        if bar is not None:
+            bar.close()
         seconds[which] = time.perf_counter() - t0
         rows[which] = [score_row(q, out) for q, out in zip(questions, outputs)]
         memory.record(f"generate {which}")
@@ -183,7 +214,9 @@ def run_benchmark(cfg: AppConfig, ingest_dir: Path, finetune_dir: Path, output_d
                "delta": paired_deltas(rows["base"], rows["tuned"], samples)}
     results = {
         **flat_metrics(summary), "num_examples": len(questions), "mode": cfg.benchmark.mode,
-        "model": cfg.model.name, "adapter_dir": str(adapter_dir), "backend": generator.backend,
+        "model": cfg.model.name, "adapter_dir": str(adapter_dir), "quantization": quantization(model),
+        "finetune_method": method,
+        "model_size_mb": round(generator.model_size_bytes / MB, 2), "backend": generator.backend,
         "backend_version": generator.backend_version,
         **{f"generation_seconds_{m}": round(seconds[m], 3) for m in MODELS},
         **{f"generated_tokens_per_second_{m}": round(sum(r["new_tokens"] for r in rows[m]) / seconds[m], 2)

@@ -30,11 +30,19 @@ from components.stages.stage_inputs import Contexts, build_contexts, render_prom
 
 
 def _prediction_row(q: Question, passages: list[Passage], scores: list[float], gen: Generated) -> dict:
-    golds = [normalize_answer(a) for a in q.answers]
+    """One question's line of predictions.jsonl. Per passage shown, best first: its id, score, title,
+    whether it is one of the question's gold passages and whether it holds a gold answer string (what the
+    report's retrieval-vs-reading split reads); `has_gold_passage` says whether the question has any."""
+    golds = [g for g in (normalize_answer(a) for a in q.answers) if g]
     context_text = normalize_answer(" ".join(p.text for p in passages))
+    gold_ids = set(q.gold_passage_ids)
     return {"id": q.id, "question": q.question, "answers": q.answers, "prediction": gen.text,
             "context_ids": [p.id for p in passages], "context_scores": [round(s, 4) for s in scores],
-            "context_has_answer": bool(passages) and any(g and g in context_text for g in golds),
+            "context_titles": [p.title for p in passages],
+            "context_is_gold": [p.id in gold_ids for p in passages],
+            "context_holds_answer": [any(g in normalize_answer(p.text) for g in golds) for p in passages],
+            "has_gold_passage": bool(gold_ids),
+            "context_has_answer": bool(passages) and any(g in context_text for g in golds),
             "new_tokens": gen.new_tokens, "hit_max_new_tokens": gen.hit_max_new_tokens,
             **score_prediction(gen.text, q.answers)}
 
@@ -65,7 +73,8 @@ def assemble_results(cfg: AppConfig, mode: str, rows: list[dict], generator: Gen
 
 def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None, output_dir: Path,
              progress: Callable | None = None, generator: Generator | None = None) -> dict:
-    """Answer, score and write the outputs for one mode; returns the results dict. `generator` defaults
+    """Answer, score and write the outputs for one mode; returns the results dict. `progress(total, desc)`
+    makes a bar (components.core.console.progress_bar) updated per answered question. `generator` defaults
     to the process-wide model of `cfg.model`. With `experiment.shard` set, only that shard's whole
     batches of the fixed plan run (batch b belongs to shard b % shards), so merged shards give exactly
     the unsharded predictions (components.stages.merge)."""
@@ -100,8 +109,10 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
     shard, shards = cfg.experiment.shard, cfg.experiment.shards
     mine = [b for b in range(len(batches)) if shard < 0 or b % shards == shard]
     rows_by_index: dict[int, dict] = {}
+    # counted in questions: a closed-book run is often one or two batches, which a batch count cannot show
+    bar = progress(sum(len(batches[b]) for b in mine), f"eval {mode}") if progress else None
     with ResumeLog(output_dir / PARTIAL_FILE, fingerprint, len(batches)) as log:
-        for b in progress(mine) if progress else mine:
+        for b in mine:
             batch = batches[b]
             rows = log.done.get(b)
             if rows is None:
@@ -113,6 +124,10 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
                 log.append(b, rows)
                 timing["score_seconds"] = timing.get("score_seconds", 0.0) + time.perf_counter() - clock
             rows_by_index.update(zip(batch, rows))
+            if bar is not None:
+                bar.update(len(batch))
+    if bar is not None:
+        bar.close()
     timing["generation_seconds"] = time.perf_counter() - gen_start
     memory.record("generate")
 

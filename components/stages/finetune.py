@@ -1,4 +1,4 @@
-"""The finetune stage: a LoRA (or, on a CUDA GPU, QLoRA) adapter trained on the training split.
+"""The finetune stage: a LoRA or QLoRA (LoRA over a 4-bit NF4 base) adapter trained on the training split.
 
 Each example is the chat prompt eval renders for `finetune.mode` followed by the first gold answer + EOS;
 the loss is on the answer tokens only. Batches are grouped by length and built by `PackingCollator`: the
@@ -23,9 +23,10 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
-from transformers import TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 
 from components.analysis import plots
 from components.data import schema
@@ -35,11 +36,13 @@ from components.core.errors import UserError
 from components.core.fileio import atomic_path, write_json
 from components.core.outputs import ADAPTER_DIR, CHECKPOINT_DIR, RESULTS_FILE, clear_outputs
 from components.core.memory import MemoryLog, cpu_peak_mb, gpu_snapshot
-from components.backends.models import load_model, resolve_device, resolve_weights
+from components.backends.models import (check_bitsandbytes, load_model, peft_wrapping, resolve_device,
+                                         resolve_weights)
 from components.stages.prompts import training_text
 from components.core.provenance import stamp
 from components.data.schema import Question
 from components.stages.stage_inputs import read_questions, stage_prompts
+from components.stages.training_log import TrainingProgress
 
 MERGED_DIR = "merged"
 TRAINER_STATE_FILE = "trainer_state.json"
@@ -131,15 +134,9 @@ def peak_memory() -> dict[str, float]:
 
 
 def _check_method(cfg: AppConfig, device: str) -> None:
-    if cfg.finetune.method != "qlora":
-        return
-    if device != "cuda":
-        raise UserError("finetune.method=qlora needs a CUDA GPU (bitsandbytes 4-bit); "
-                        "use finetune.method=lora on this machine")
-    import importlib.util
-
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise UserError("finetune.method=qlora needs bitsandbytes: pip install -e '.[gpu]'")
+    """QLoRA runs wherever the installed bitsandbytes runs 4-bit (CUDA, and CPU for checks)."""
+    if cfg.finetune.method == "qlora":
+        check_bitsandbytes("finetune.method=qlora", device)
 
 
 def _target_modules(value: str) -> str | list[str]:
@@ -159,12 +156,15 @@ def build_lora_model(cfg: AppConfig):
     model = lm.model
     model.config.use_cache = False  # the KV cache is useless in training and warns with checkpointing
     if qlora:
-        model = prepare_model_for_kbit_training(model)
+        # QLoRA's recipe: norms and embeddings in float32, gradient checkpointing. Non-reentrant checkpointing
+        # is what torch asks for (reentrant warns and needs the inputs to require grad).
+        model = prepare_model_for_kbit_training(model, gradient_checkpointing_kwargs={"use_reentrant": False})
     set_seed(ft.seed)  # the adapter's random init
     lora = LoraConfig(r=ft.r, lora_alpha=ft.alpha, lora_dropout=ft.dropout,
                       target_modules=_target_modules(ft.target_modules), task_type="CAUSAL_LM")
     try:
-        return get_peft_model(model, lora), lm
+        with peft_wrapping():
+            return get_peft_model(model, lora), lm
     except ValueError as e:
         raise UserError(f"finetune.target_modules={ft.target_modules!r}: {e}") from None
 
@@ -231,6 +231,7 @@ def training_arguments(cfg: AppConfig, checkpoint_dir: Path, device: str, has_ev
         eval_strategy="steps" if has_eval else "no", eval_steps=ft.eval_steps, prediction_loss_only=True,
         # FinetuneTrainer counts the example tokens itself (the Trainer would read a packed batch's 4D mask)
         include_num_input_tokens_seen="no", remove_unused_columns=False,
+        disable_tqdm=True,  # its bar and raw log dicts give way to training_log.TrainingProgress
         bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda, dataloader_pin_memory=cuda)
 
 
@@ -241,7 +242,8 @@ def merge_adapter(cfg: AppConfig, adapter_dir: Path, merged_dir: Path, tokenizer
 
     base = AutoModelForCausalLM.from_pretrained(resolve_weights(cfg.model), dtype=torch.bfloat16,
                                                 trust_remote_code=cfg.model.trust_remote_code)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    with peft_wrapping():
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     return _save_dir(merged_dir, lambda tmp: (merged.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
 
 
@@ -271,11 +273,12 @@ def training_summary(trainer, output, throughput: ThroughputCallback, model) -> 
 
 
 def run_finetune(cfg: AppConfig, ingest_dir: Path, output_dir: Path, callbacks: list | None = None,
-                 resume: bool = True, report_to: list[str] | None = None) -> dict:
+                 resume: bool = True, report_to: list[str] | None = None, progress: Callable | None = None) -> dict:
     """Train the adapter and write the outputs; returns the results dict.
 
     `callbacks` are extra TrainerCallbacks (they see the throughput figures in the logs); `report_to`
-    names Trainer integrations (none by default: the stage entry reports through its tracker).
+    names Trainer integrations (none by default: the stage entry reports through its tracker);
+    `progress(total, desc, unit=...)` makes the console's bar over the steps (components.core.console).
     """
     started = time.perf_counter()
     output_dir = Path(output_dir)
@@ -293,8 +296,10 @@ def run_finetune(cfg: AppConfig, ingest_dir: Path, output_dir: Path, callbacks: 
     throughput = ThroughputCallback(cfg.finetune.batch_size * cfg.finetune.gradient_accumulation_steps)
     collator = PackingCollator(lm.tokenizer.pad_token_id, 8 if device == "cuda" else 1,
                                pack=model.config._attn_implementation == "sdpa", pair_cost=attention_pair_cost(model))
+    console = [TrainingProgress(progress)] if progress else []
     trainer = _trainer_class()(model=model, args=args, train_dataset=train, eval_dataset=eval_set or None,
-                               data_collator=collator, callbacks=[throughput, *(callbacks or [])])
+                               data_collator=collator, callbacks=[throughput, *console, *(callbacks or [])])
+    trainer.remove_callback(PrinterCallback)  # the raw log dicts (disable_tqdm makes it the Trainer's console)
     output = trainer.train(resume_from_checkpoint=True if can_resume else None)
     memory.record("train")
 

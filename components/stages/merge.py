@@ -61,6 +61,8 @@ def merge_shards(shard_dirs: list[Path], output_dir: Path) -> dict:
     generation = sum(r["generation_seconds"] for r, _ in shards)
     results.update({key: first[key] for key in SHARED_KEYS if key in first})
     results.update({key: max(r[key] for r, _ in shards) for key in PEAK_KEYS})
+    # the largest shard's own peak; "process" when any shard could only give its process's peak
+    results["cpu_ram_scope"] = "step" if all(r.get("cpu_ram_scope") == "step" for r, _ in shards) else "process"
     results.update(
         duration_seconds=max(r["duration_seconds"] for r, _ in shards),  # wall time with the shards in parallel
         shard_seconds_total=round(sum(r["duration_seconds"] for r, _ in shards), 3),

@@ -16,6 +16,8 @@ from helpers import ROOT
 
 
 class Recorder(NullTracker):
+    task_url = ""
+
     def __init__(self):
         self.closed_with: list[str] = []
         self.artifacts: dict[str, Path] = {}
@@ -50,6 +52,16 @@ def test_a_finished_stage_closes_once_without_error(recorder, tmp_path):
     results = task_glue.run_stage("ingest", lambda *a: {"n": 1}, build_config([]), {}, tmp_path / "step", "online")
     assert recorder.closed_with == [""] and results["n"] == 1
     assert recorder.artifacts["output"] == tmp_path / "step"
+
+
+def test_on_a_server_a_step_folder_names_its_task(recorder, tmp_path):
+    """The report links each cell to the task that ran it: the step folder says which (not offline)."""
+    task_glue.run_stage("ingest", lambda *a: {}, build_config([]), {}, tmp_path / "local", "online")
+    assert not (tmp_path / "local" / "clearml_task.json").exists()  # no server: no task page to link
+    recorder.task_id, recorder.task_url = "abc123", "http://ui:8080/projects/p1/experiments/abc123/output/log"
+    task_glue.run_stage("ingest", lambda *a: {}, build_config([]), {}, tmp_path / "step", "online", task_name="ingest")
+    written = (tmp_path / "step" / "clearml_task.json").read_text()
+    assert '"id": "abc123"' in written and '"url": "http://ui:8080/projects/p1/experiments/abc123/output/log"' in written
 
 
 def test_output_artifact_folder_keeps_the_step_name_without_nested_steps(tmp_path):

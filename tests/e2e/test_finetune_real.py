@@ -1,5 +1,5 @@
 """Finetune stage with the real embedded model: loss on answers only, a short LoRA run that learns, a
-reloadable adapter that changes the model, resume after a crash, QLoRA refused on CPU."""
+reloadable adapter that changes the model, resume after a crash (QLoRA: tests/e2e/test_qlora_real.py)."""
 from __future__ import annotations
 
 import json
@@ -81,14 +81,6 @@ def test_training_examples_use_the_eval_prompt_of_the_mode(ingest_dir, tokenizer
     assert text.startswith(prompt) and text.endswith("Paris" + tokenizer.eos_token)
     with pytest.raises(UserError, match="retriever_context"):
         training_examples(build_config(["finetune.mode=retriever_context"]), tokenizer, ingest_dir)
-
-
-def test_qlora_without_cuda_is_a_user_error(ingest_dir, tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a CUDA GPU")
-    with pytest.raises(UserError, match="qlora needs a CUDA GPU"):
-        run_finetune(build_config(["finetune.method=qlora"]), ingest_dir, tmp_path)
-    assert not (tmp_path / RESULTS_FILE).exists()
 
 
 def test_short_lora_run_learns_and_writes_its_outputs(trained):
@@ -204,7 +196,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_through_the_stage_entry(ing
     assert [i for t, s, i in tracker.scalars if t == "epoch"] == [3, 4]  # not again from the eval log
     assert {("learning_rate", "train"), ("grad_norm", "train"), ("epoch", "train"),
             ("tokens_per_second", "train"), ("loss", "eval")} <= {(t, s) for t, s, _ in tracker.scalars}
-    assert {p.name for p in tracker.images} == {"training_loss.png", "learning_rate.png"}
+    assert tracker.images == []  # the curves are SCALARS; the PNGs are files (artifacts), not debug images
     assert {"trainer_state", "results", "training_loss", "learning_rate"} <= tracker.artifacts.keys()
     name, folder, config, tags = tracker.model  # the adapter is a registered model, not an artifact
     assert folder == tmp_path / ADAPTER_DIR and (folder / "adapter_config.json").is_file()

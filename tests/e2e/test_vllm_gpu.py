@@ -1,8 +1,7 @@
 """The vLLM backend on a CUDA machine (`pytest -m gpu`; needs `pip install -e '.[vllm]'`): the embedded
 model (its converted checkpoint) answers every demo question through vLLM, the run records the backend,
-and token recall stays within the tolerance measured for llama.cpp against the hf reference.
-Not run on CPU machines: vLLM needs CUDA (generation.backend=vllm is a one-line error there,
-tests/components/test_generators.py)."""
+and token recall stays within the tolerance measured for llama.cpp against the hf reference (bf16 on CUDA:
+answers may differ from hf's). On CPU, vLLM's CPU build: tests/e2e/test_vllm_cpu.py."""
 from __future__ import annotations
 
 import pytest

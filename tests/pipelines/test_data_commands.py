@@ -7,7 +7,6 @@ import uuid
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from pipelines import data_commands
 from pipelines.data_commands import register
@@ -19,15 +18,6 @@ def data_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="slm")
     register(p.add_subparsers(dest="command", required=True))
     return p
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

@@ -60,12 +60,6 @@ def test_backend_is_a_checked_choice():
         build_config(["generation.llama_cpp_weights=q4"])
 
 
-def test_vllm_without_cuda_is_one_line_naming_the_setting(installed):
-    with pytest.raises(UserError) as e:
-        generators.load_generator(PLAIN, GenerationConfig(backend="vllm"))
-    assert "generation.backend=vllm needs a CUDA GPU" in str(e.value) and "\n" not in str(e.value)
-
-
 def test_llama_cpp_refuses_a_plain_checkpoint_and_an_adapter(installed):
     with pytest.raises(UserError, match="runs GGUF files, and model.path names a plain checkpoint"):
         generators.load_generator(PLAIN, GenerationConfig(backend="llama_cpp"))

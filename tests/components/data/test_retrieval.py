@@ -12,27 +12,8 @@ from components.core.errors import UserError
 from components.core.fileio import dir_size_bytes, read_json
 from components.data.retrieval import (INDEX_MANIFEST, build_index, build_retriever, fuse, load_retriever,
                                   minmax)
-from components.data.schema import Passage
+from helpers import CORPUS, LEXICAL_QUERIES
 
-CORPUS = [
-    Passage("eiffel", "Eiffel Tower", "The Eiffel Tower is a wrought-iron lattice tower in Paris, completed in 1889."),
-    Passage("whale", "Blue whale", "The blue whale is a marine mammal and the heaviest animal known to have lived."),
-    Passage("everest", "Mount Everest", "Mount Everest in the Himalayas is Earth's highest mountain above sea level."),
-    Passage("insulin", "Insulin", "Frederick Banting and Charles Best discovered insulin in Toronto in 1921."),
-    Passage("python", "Python", "Python is a programming language created by Guido van Rossum in 1991."),
-    Passage("amazon", "Amazon River", "The Amazon River in South America carries more water than any other river."),
-    Passage("moon", "Apollo 11", "Neil Armstrong was the first person to walk on the Moon, in July 1969."),
-    Passage("coffee", "Coffee", "Coffee is brewed from roasted seeds of the Coffea plant, first cultivated in Yemen."),
-    Passage("violin", "Violin", "The violin is a wooden string instrument played with a bow."),
-    Passage("sahara", "Sahara", "The Sahara is the largest hot desert, covering much of North Africa."),
-    Passage("penicillin", "Penicillin", "Alexander Fleming discovered penicillin in 1928 at St Mary's Hospital."),
-    Passage("chess", "", "Chess is a board game for two players on a checkered board of 64 squares."),
-]
-LEXICAL_QUERIES = {  # share rare words with their passage
-    "who discovered penicillin": "penicillin",
-    "Guido van Rossum programming language": "python",
-    "wrought-iron lattice tower": "eiffel",
-}
 PARAPHRASE_QUERIES = {  # no content word in common with their passage
     "what is the biggest creature that ever existed": "whale",
     "tallest peak on the planet": "everest",

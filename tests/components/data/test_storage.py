@@ -10,22 +10,12 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from components.core.errors import UserError
 from components.data.storage import download_s3, list_s3, parse_s3_uri, upload_s3
 
 SECRET = "s3cr3t-Do-Not-Leak-9f2c"
 ACCESS_KEY = "test-access-key"
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"{host}:{port}"
-    server.stop()
 
 
 def _isolate_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

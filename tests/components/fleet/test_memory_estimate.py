@@ -67,10 +67,15 @@ def test_the_eval_batch_is_bounded_like_the_batch_plan():
     assert uncapped.terms["kv_cache"] == kv_bytes(shape, 64, prompt + 32, 2)
 
 
-def test_vllm_takes_its_share_of_the_card():
+def test_vllm_takes_its_share_of_the_card_or_its_fixed_kv_cache():
     plain = eval_memory(build_config(["model=qwen_1.7b"]))
     vllm = eval_memory(build_config(["model=qwen_1.7b", "generation.backend=vllm"]))
     assert vllm.total_bytes == plain.total_bytes and vllm.gb == pytest.approx(plain.gb / 0.9)
+    half = eval_memory(build_config(["model=qwen_1.7b", "generation.backend=vllm",
+                                     "generation.vllm_gpu_memory_utilization=0.5"]))
+    assert half.gb == pytest.approx(plain.gb / 0.5)
+    fixed = eval_memory(build_config(["model=qwen_1.7b", "generation.backend=vllm", "generation.vllm_kv_cache_gb=4"]))
+    assert fixed.terms["kv_cache"] == 4 * GB and fixed.share == 1.0
 
 
 def test_lora_parameters_per_target_set():

@@ -115,3 +115,35 @@ def test_benchmark_needs_an_adapter(tmp_path):
     ingest_dir = write_ingest_dir(tmp_path / "ingest", CAPITALS, num_train=2)
     with pytest.raises(UserError, match="no adapter"):
         run_benchmark(build_config([]), ingest_dir, tmp_path / "nothing", tmp_path / "out")
+
+
+@pytest.mark.parametrize("method, overrides, loaded, quantized", [
+    ("qlora", [], "4bit", True),  # the 4-bit base the adapter was trained on
+    ("qlora", ["model.load_in_8bit=true"], "8bit", True),  # what the user asked for wins
+    ("lora", [], "none", False),
+    (None, [], "none", False),  # an adapter without the finetune step's results
+])
+def test_benchmark_runs_both_arms_on_the_base_the_adapter_was_trained_on(tmp_path, monkeypatch, method, overrides,
+                                                                         loaded, quantized):
+    from components.stages import benchmark
+
+    finetune_dir = _fake_adapter(tmp_path)
+    if method:
+        (finetune_dir / RESULTS_FILE).write_text(json.dumps({"method": method}))
+    loads, adapters = [], []
+
+    class Recording(FakeGenerator):
+        def with_adapter(self, adapter_dir, quantized):
+            adapters.append(quantized)
+            return super().with_adapter(adapter_dir, quantized)
+
+    monkeypatch.setattr(benchmark, "load_generator", lambda model: loads.append(model) or Recording())
+    ingest_dir = write_ingest_dir(tmp_path / "ingest", CAPITALS, num_train=2)
+    cfg = build_config(["benchmark.bootstrap_samples=0", *overrides])
+    results = run_benchmark(cfg, ingest_dir, finetune_dir, tmp_path / "bench")
+    (model,) = loads
+    assert (model.load_in_4bit, model.load_in_8bit) == (loaded == "4bit", loaded == "8bit")
+    assert adapters == [quantized], "a quantized base keeps the adapter unmerged"
+    assert results["quantization"] == loaded and results["finetune_method"] == method
+    assert results["model_size_mb"] == round(4096 / 2**20, 2)
+    assert f"({method or 'method unknown'})" in (tmp_path / "bench" / REPORT_FILE).read_text()

@@ -15,7 +15,7 @@ from components.analysis.qa_summary import summarize
 from components.core.outputs import MEMORY_FILE, PREDICTIONS_FILE
 from components.stages.eval import run_eval
 from components.core.fileio import read_json, read_jsonl
-from components.analysis.metrics import QA_METRICS, mean
+from components.analysis.metrics import QA_METRICS, mean, normalize_answer
 from components.core.outputs import RESULTS_FILE
 from components.core.overrides import build_config
 from components.stages.resume_log import PARTIAL_FILE
@@ -24,8 +24,9 @@ from helpers import FIXTURES, FakeGenerator, Interrupted, question_of
 SEED_KEYS = ("token_recall", "num_examples", "model_size_bytes", "model_size_mb", "retriever_index_size_bytes",
              "retriever_index_size_mb", "cpu_ram_used_mb", "gpu_ram_used_mb", "gpu_ram_peak_mb",
              "reserved_gpu_ram_mb", "duration_seconds")
-PREDICTION_KEYS = ("id", "question", "answers", "prediction", "context_ids", "context_scores",
-                   "context_has_answer", "new_tokens", "hit_max_new_tokens", *QA_METRICS)
+PREDICTION_KEYS = ("id", "question", "answers", "prediction", "context_ids", "context_scores", "context_titles",
+                   "context_is_gold", "context_holds_answer", "has_gold_passage", "context_has_answer",
+                   "new_tokens", "hit_max_new_tokens", *QA_METRICS)
 NUM = 6
 RESUME_ARGS = ["experiment.max_samples=8", "generation.batch_size=2"]
 
@@ -112,6 +113,14 @@ def test_prompts_and_prediction_rows(mode_runs, mode, demo_ingest_dir):
             assert row["context_scores"] == sorted(row["context_scores"], reverse=True)
         for pid in row["context_ids"]:  # the passages shown are the ones recorded
             assert passages[pid]["text"].split(" ")[0] in prompt
+        # per passage: its title, whether it is gold, whether it holds an answer string (by hand)
+        assert row["context_titles"] == [passages[p]["title"] for p in row["context_ids"]]
+        assert row["context_is_gold"] == [p in q["gold_passage_ids"] for p in row["context_ids"]]
+        assert row["context_holds_answer"] == [any(normalize_answer(a) in normalize_answer(passages[p]["text"])
+                                                   for a in q["answers"]) for p in row["context_ids"]]
+        assert row["has_gold_passage"] is bool(q["gold_passage_ids"])
+        if any(row["context_holds_answer"]):  # (the joined context may hold one that no single passage holds)
+            assert row["context_has_answer"]
     if mode == "oracle_context":
         assert results["context_has_answer_rate"] == 1.0  # every demo gold passage states its answer
         assert results["num_without_context"] == 0
