@@ -27,7 +27,7 @@ def leave_templates(task, name: str) -> str:
         return ""
     runs_project = (task.get_user_properties().get(RUNS_PROJECT_PROPERTY) or {}).get("value") or ""
     task.set_tags([tag for tag in task.get_tags() if tag != TEMPLATE_TAG])
-    task.delete_user_properties(TEMPLATE_PROPERTY)
+    task.delete_user_properties([{"section": "properties", "name": TEMPLATE_PROPERTY}])  # user properties' section
     task.set_name(name)
     if runs_project:
         task.move_to_project(new_project_name=runs_project)

@@ -22,9 +22,10 @@ class FakeTask:
     def get_user_properties(self):
         return {k: {"value": v} for k, v in self.properties.items()}
 
-    def delete_user_properties(self, *names):
-        for name in names:
-            self.properties.pop(name, None)
+    def delete_user_properties(self, *iterables):  # the SDK's form: iterables of {"section", "name"}
+        for key in (key for iterable in iterables for key in iterable):
+            assert key["section"] == "properties"
+            self.properties.pop(key["name"], None)
 
     def set_name(self, name):
         self.name = name

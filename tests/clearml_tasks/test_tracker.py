@@ -213,16 +213,13 @@ def test_sections_properties_and_artifacts_reach_the_task(recording, tmp_path):
         str(tmp_path / "recall.png")
 
 
-def test_plots_and_html_reach_the_task_as_plotly_and_media(recording, tmp_path):
+def test_plots_reach_the_task_as_plotly_figures(recording):
     tracker = ClearMLTracker("p", "report", "custom", offline=False)
     figure = {"data": [{"type": "bar", "x": ["a"], "y": [1]}], "layout": {}}
     tracker.report_plot("Leaderboard", "token_recall per mode", figure)
-    tracker.report_html("report", tmp_path / "report.html")
     calls = {c[0]: c[2] for c in recording.instance.calls}
     assert calls["report_plotly"] == {"title": "Leaderboard", "series": "token_recall per mode", "figure": figure,
                                       "iteration": 0}
-    assert calls["report_media"]["local_path"] == str(tmp_path / "report.html")
-    assert calls["report_media"]["file_extension"] == ".html" and calls["report_media"]["series"] == "report.html"
 
 
 def test_an_offline_session_is_never_marked_failed(recording):
