@@ -43,10 +43,10 @@ PIPELINE_PARAMETERS: dict[str, tuple[str, str]] = {
     "model_path": ("model.path", "hub id or local folder; empty = the packaged GGUF"),
     # The packaged GGUF's file name is ignored for a hub id or a plain checkpoint folder (components.backends.models).
     "model_gguf_file": ("model.gguf_file", "GGUF file inside model_path, used where that file exists"),
-    "dataset_path": ("dataset.path", "local file, s3://bucket/key, hf:<name> or builtin:demo"),
+    "dataset_path": ("dataset.path", "local file, s3://bucket/key, hf:<name>, clearml://<dataset id> or builtin:demo"),
     "max_samples": ("experiment.max_samples", "questions per eval, in file order; 0 = all"),
     "top_k": ("retriever.top_k", "passages retrieved per question"),
-    "retriever_kind": ("retriever.kind", "bm25, dense or hybrid"),
+    "retriever_kind": ("retriever.kind", "retrieval of retriever_context evals (one of: bm25, dense, hybrid)"),
     # Read by the controller's retry policy (pipelines.fleet.FleetRetry), not by any step.
     "fleet_queues": ("fleet.queues", "queue classes name:GB; an out-of-memory step moves to the next larger one"),
     "fleet_retries": ("fleet.retries", "retries of a failed step on its own queue"),

@@ -47,12 +47,18 @@ def metrics_table(metrics: dict[str, float]) -> list[list[str]]:
 
 
 def _json_preview(data) -> str:
-    """A results file's numbers and labels, one per line (nested parts named, not shown)."""
+    """A results file's numbers and labels, one per line, then each nested part on one line, cut short
+    (`peak_usage: {"cpu_ram_used_mb": 1300, ...`), a list by its length."""
     if not isinstance(data, dict):
         return json.dumps(data, ensure_ascii=False)[:PREVIEW_CHARS]
     flat = [f"{k}: {sig4(v)}" for k, v in data.items() if not isinstance(v, (dict, list))]
-    nested = [k for k, v in data.items() if isinstance(v, (dict, list))]
-    return "\n".join(flat + ([f"(also: {', '.join(nested)})"] if nested else []))
+    nested = [f"{k}: {len(v)} items" if isinstance(v, list) else f"{k}: {_cut(json.dumps(v, ensure_ascii=False))}"
+              for k, v in data.items() if isinstance(v, (dict, list))]
+    return "\n".join(flat + nested)
+
+
+def _cut(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def _head(path: Path, rows: int) -> tuple[list[str], int]:

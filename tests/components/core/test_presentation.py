@@ -26,7 +26,12 @@ def test_the_table_puts_quality_first_and_each_ci_beside_its_metric():
 def test_previews_show_values_first_rows_and_listings(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"token_recall": 0.7619047619, "mode": "no_context",
                                                        "meta": {"config": {}}, "plots": ["a.png"]}))
-    assert file_preview(tmp_path / "results.json") == "token_recall: 0.7619\nmode: no_context\n(also: meta, plots)"
+    assert file_preview(tmp_path / "results.json") == ('token_recall: 0.7619\nmode: no_context\nmeta: {"config": {}}\n'
+                                                       'plots: 1 items')
+    (tmp_path / "memory.json").write_text(json.dumps({"peak_usage": {"cpu_ram_used_mb": 1300, "log": "x" * 300}}))
+    preview = file_preview(tmp_path / "memory.json")
+    assert preview.startswith('peak_usage: {"cpu_ram_used_mb": 1300') and preview.endswith(" ...")
+    assert len(preview) == len("peak_usage: ") + 160 + 4
     rows = [json.dumps({"id": i, "prediction": "x" * 500}) for i in range(8)]
     (tmp_path / "predictions.jsonl").write_text("\n".join(rows) + "\n")
     preview = file_preview(tmp_path / "predictions.jsonl").splitlines()
@@ -36,4 +41,4 @@ def test_previews_show_values_first_rows_and_listings(tmp_path):
     assert file_preview(tmp_path / "plot.png") == ""  # an image: ClearML's own preview
     assert file_preview(tmp_path / "missing.json") == ""
     listing = file_preview(tmp_path).splitlines()
-    assert listing[0] == "3 files" and listing[1].startswith("plot.png  (4 bytes)")
+    assert listing[0] == "4 files" and listing[2].startswith("plot.png  (4 bytes)")
