@@ -83,3 +83,29 @@ def with_parent_sections(cfg: AppConfig, stage: str, input_dirs: dict[str, Path]
             if section not in STAGES[stage].sections and section in parent_data:
                 data[section] = parent_data[section]
     return AppConfig.from_dict(data)
+
+
+def with_labels(cfg: AppConfig) -> AppConfig:
+    """`model.name` and `dataset.name` filled in where they are empty: they follow model.path and dataset.path
+    (components.core.presets), so a clone whose only edit is model/path or dataset/path reports the new
+    model's or dataset's name."""
+    if cfg.model.name and cfg.dataset.name:
+        return cfg
+    from components.core.presets import dataset_label, model_label
+
+    data = cfg.to_dict()
+    data["model"]["name"] = cfg.model.name or model_label(cfg.model)
+    data["dataset"]["name"] = cfg.dataset.name or dataset_label(cfg.dataset)
+    return AppConfig.from_dict(data)
+
+
+def show_parent_sections(tracker, stage: str, shown: AppConfig, cfg: AppConfig) -> AppConfig:
+    """A section the template carries for an input it can build (eval's `dataset/*`), where that input was
+    given instead: the task's parameters are set to what the input's stage read (`cfg`, from
+    with_parent_sections), so the task shows the data it ran on, not the template's default. Returns `cfg`."""
+    spec = STAGES[stage]
+    for section in spec.template_sections:
+        if section not in spec.sections and getattr(shown, section) != getattr(cfg, section):
+            values = cfg.to_dict()[section]
+            tracker.record_section(section, {k: values[k] for k in spec.template_fields(section)})
+    return cfg

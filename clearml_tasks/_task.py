@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from clearml_tasks._estimate import record_memory_estimate
-from clearml_tasks._inputs import (CONFIG_FILE, OUTPUT_ARTIFACT, resolve_adapter, resolve_input,
-                                   with_parent_sections)
+from clearml_tasks._inputs import (CONFIG_FILE, OUTPUT_ARTIFACT, resolve_adapter, resolve_input, show_parent_sections,
+                                   with_labels, with_parent_sections)
+from clearml_tasks._step_cache import build_inputs
 from clearml_tasks._tracker import NullTracker, make_tracker
 from clearml_tasks._tracking import resolve_tracking
 from clearml_tasks.stages import STAGES
@@ -30,12 +31,19 @@ from components.core.overrides import apply_flat, build_config
 StageBody = Callable[[AppConfig, dict, Path, NullTracker], dict]
 
 
-def connect_config(tracker: NullTracker, cfg: AppConfig, sections: tuple[str, ...]) -> AppConfig:
-    """Each section becomes an editable parameter section; edited values (on an agent) are applied."""
-    data = cfg.to_dict()
+def connect_config(tracker: NullTracker, cfg: AppConfig, stage: str) -> AppConfig:
+    """Each template section becomes an editable parameter section holding the fields the stage's template
+    shows (Stage.template_fields), plus the fields a step of it sets beyond them (an eval shard's
+    experiment/shard: not the default here, or already on the task an agent runs); edited values (on an
+    agent) are applied."""
+    spec, data, default = STAGES[stage], cfg.to_dict(), AppConfig().to_dict()
+    present = tracker.parameter_keys()
     edited: dict[str, object] = {}
-    for section in sections:
-        returned = tracker.connect_section(data[section], name=section)
+    for section in spec.template_sections:
+        shown = spec.template_fields(section)
+        values = {k: v for k, v in data[section].items() if k in shown or (f"{section}.{k}" in spec.step_fields and (
+            v != default[section][k] or f"{section}/{k}" in present))}
+        returned = tracker.connect_section(values, name=section)
         edited.update({f"{section}.{k}": v for k, v in returned.items() if v != data[section].get(k)})
     return apply_flat(cfg, edited) if edited else cfg
 
@@ -62,10 +70,11 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
               tracking: str, task_name: str = "", detect_repository: bool = False) -> dict:
     spec = STAGES[stage]
     tracker = make_tracker(tracking, cfg.clearml.project, task_name or stage, spec.task_type,
-                           cfg.clearml.output_uri, cfg.clearml.tags, local_run=not detect_repository)
+                           cfg.clearml.output_uri, cfg.clearml.tags, local_run=not detect_repository,
+                           single_values=spec.metrics)
     try:
-        cfg = connect_config(tracker, cfg, spec.sections)
-        inputs = tracker.connect_section(dict(inputs), name="inputs")
+        cfg = with_labels(connect_config(tracker, cfg, stage))
+        inputs = build_inputs(stage, cfg, tracker.connect_section(dict(inputs), name="inputs"))
         missing = [name for name in spec.needed_inputs(cfg) if not inputs.get(name)]
         if missing:  # else the body fails on a KeyError: a traceback instead of one line
             raise UserError(f"inputs/{missing[0]} is not set: the {stage} stage reads the {missing[0]} stage's output "
@@ -73,7 +82,8 @@ def run_stage(stage: str, body: StageBody, cfg: AppConfig, inputs: dict[str, str
                             "input)")
         input_dirs = {k: [resolve_input(k, part) for part in v.split(",")] if k in spec.many else resolve_input(k, v)
                       for k, v in inputs.items() if v}
-        cfg = with_parent_sections(cfg, stage, input_dirs)
+        cfg = show_parent_sections(tracker, stage, cfg, with_parent_sections(cfg, stage, input_dirs))
+        tracker.leave_templates(spec.run_name(cfg))
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json(output_dir / CONFIG_FILE, cfg.to_dict())  # as given: an adapter by its model id
         if tracker.task_url:  # on a server: the report links each step's folder to its task

@@ -8,6 +8,7 @@ from typing import Any
 
 from clearml_tasks._delivery import RESEND_ROUNDS, Sent, describe, missing, patiently
 from components.core.formatting import format_results, numeric_metrics
+from components.core.presentation import file_preview, metrics_table, summary_values
 
 
 class NullTracker:
@@ -31,6 +32,19 @@ class NullTracker:
 
     def report_table(self, title: str, series: str, table: list[list]) -> None:
         pass
+
+    def report_plot(self, title: str, series: str, figure: dict) -> None:
+        """An interactive plot (a plotly figure as a dict: components.analysis.figures) in PLOTS."""
+
+    def parameter_keys(self) -> set[str]:
+        """`section/field` of the parameters the task already carries (an agent's clone: what was set on it)."""
+        return set()
+
+    def record_section(self, name: str, values: dict) -> None:
+        """Set a connected section's values on the task (what the run really used), descriptions kept."""
+
+    def leave_templates(self, name: str) -> None:
+        """A clone of a template run by an agent becomes a run: named `name`, untagged, in the runs project."""
 
     def report_media(self, title: str, series: str, path: Path) -> None:
         """A file (e.g. an HTML page) as a debug sample: the web UI shows it in DEBUG SAMPLES."""
@@ -59,7 +73,7 @@ class NullTracker:
     def set_properties(self, values: dict) -> None:
         """Record values on the task as user properties (provenance, not parameters to edit)."""
 
-    def upload_artifact(self, name: str, obj: Any) -> None:
+    def upload_artifact(self, name: str, obj: Any, preview: str | None = None) -> None:
         pass
 
     def keep_progress(self, name: str, path: Path, metadata: dict) -> None:
@@ -90,9 +104,12 @@ FRAMEWORK_HOOKS = ("matplotlib", "tensorflow", "tensorboard", "pytorch", "xgboos
 
 
 class ClearMLTracker(NullTracker):
+    single_values: tuple[str, ...] = ()  # the stage's registry metrics: the SCALARS summary, in order
     def __init__(self, project: str, task_name: str, task_type: str, offline: bool, output_uri: str = "",
-                 tags: list[str] | None = None, local_run: bool = True):
+                 tags: list[str] | None = None, local_run: bool = True, single_values: tuple[str, ...] = ()):
         from clearml import Task
+
+        self.single_values = single_values
 
         if offline:
             Task.set_offline(True)
@@ -127,10 +144,12 @@ class ClearMLTracker(NullTracker):
     def report_results(self, results: dict, title: str = "Final Metrics") -> None:
         super().report_results(results, title)  # the console
         metrics = numeric_metrics(results)
-        for name, value in metrics.items():
+        # A few single values, quality first (SCALARS shows them as one row); every metric with its CI,
+        # rounded, in the table (PLOTS).
+        for name, value in summary_values(metrics, self.single_values).items():
             self.logger.report_single_value(name, value)
             self.sent.single_values[name] = value
-        self.report_table(title, "Summary", [["metric", "value"]] + [[name, value] for name, value in metrics.items()])
+        self.report_table(title, "Summary", metrics_table(metrics))
 
     def report_scalar(self, title: str, series: str, value: float, iteration: int) -> None:
         self.logger.report_scalar(title=title, series=series, value=value, iteration=iteration)
@@ -158,10 +177,31 @@ class ClearMLTracker(NullTracker):
         parent = Task.get_task(task_id=self.task.parent)
         return _ExistingTask(parent) if str(parent.task_type) == "controller" else None
 
-    def upload_artifact(self, name: str, obj: Any) -> None:
+    def report_plot(self, title: str, series: str, figure: dict) -> None:
+        self.logger.report_plotly(title=title, series=series, figure=figure, iteration=0)
+
+    def upload_artifact(self, name: str, obj: Any, preview: str | None = None) -> None:
+        """A file or folder as an artifact, with a preview the UI shows (its values, first rows or listing)."""
+        if preview is None and isinstance(obj, (str, Path)):
+            preview = file_preview(obj)
         # The SDK gives an upload 3 quick tries; a file server out of reach for a minute would lose it.
-        patiently(lambda: self.task.upload_artifact(name=name, artifact_object=obj, wait_on_upload=True),
-                  f"uploading artifact {name!r}")
+        patiently(lambda: self.task.upload_artifact(name=name, artifact_object=obj, wait_on_upload=True,
+                                                    preview=preview or None), f"uploading artifact {name!r}")
+
+    def parameter_keys(self) -> set[str]:
+        return set(self.task.get_parameters() or {})
+
+    def record_section(self, name: str, values: dict) -> None:
+        import json
+
+        self.task._set_parameters({f"{name}/{k}": json.dumps(v) if isinstance(v, list) else v
+                                   for k, v in values.items()}, __update=True)
+
+    def leave_templates(self, name: str) -> None:
+        from clearml_tasks._clones import leave_templates
+
+        if self.online:
+            leave_templates(self.task, name)
 
     def set_properties(self, values: dict) -> None:
         self.task.set_user_properties(**{k: str(v) for k, v in values.items()})
@@ -281,9 +321,10 @@ def _line_count(path: Path) -> int:
 
 
 def make_tracker(tracking: str, project: str, task_name: str, task_type: str, output_uri: str = "",
-                 tags: list[str] | None = None, local_run: bool = True) -> NullTracker:
+                 tags: list[str] | None = None, local_run: bool = True,
+                 single_values: tuple[str, ...] = ()) -> NullTracker:
     """`tracking` is none, offline or online (clearml_tasks._tracking.resolve_tracking)."""
     if tracking == "none":
         return NullTracker()
     return ClearMLTracker(project, task_name, task_type, offline=tracking == "offline", output_uri=output_uri,
-                          tags=tags, local_run=local_run)
+                          tags=tags, local_run=local_run, single_values=single_values)

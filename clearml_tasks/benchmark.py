@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from components.stages.benchmark import BENCHMARK_FILE, PREDICTION_FILES, REPORT_FILE, run_benchmark
+from components.core.fileio import read_jsonl
+from components.stages.benchmark import BENCHMARK_FILE, MODELS, PREDICTION_FILES, REPORT_FILE, figures, run_benchmark
 from components.core.config import AppConfig
 from components.core.console import progress_bar
 from clearml_tasks._task import main
@@ -23,8 +24,10 @@ def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -
     # The nested summary (CIs per model) is in the uploaded results file; the table shows the means.
     tracker.report_results({k: v for k, v in results.items() if k not in ("meta", "summary")},
                            title="Final Metrics")
-    for plot in map(Path, results["plots"]):
-        tracker.report_image("benchmark", plot)
+    rows = {m: read_jsonl(output_dir / PREDICTION_FILES[m]) for m in MODELS}
+    for name, figure in figures(results["summary"], rows).items():  # interactive in PLOTS
+        tracker.report_plot("benchmark", name, figure)
+    for plot in map(Path, results["plots"]):  # the same charts as PNG files
         tracker.upload_artifact(plot.stem, plot)
     for name in (BENCHMARK_FILE, REPORT_FILE, *PREDICTION_FILES.values()):
         tracker.upload_artifact(Path(name).stem, output_dir / name)

@@ -80,8 +80,8 @@ def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -
     if results["resumed_from_step"]:
         print(f"resumed: training went on from step {results['resumed_from_step']}", flush=True)
     tracker.report_results({k: v for k, v in results.items() if k != "meta"}, title="Final Metrics")
+    # The loss and learning-rate curves are SCALARS already (TrackerScalars); the PNGs stay files.
     for plot in map(Path, results["plots"]):
-        tracker.report_image("finetune", plot)
         tracker.upload_artifact(plot.stem, plot)
     for name in (TRAINER_STATE_FILE, RESULTS_FILE):
         tracker.upload_artifact(Path(name).stem, output_dir / name)

@@ -14,6 +14,7 @@ from pathlib import Path
 from clearml_tasks._task import main
 from clearml_tasks._tracker import NullTracker
 from clearml_tasks.stages import STAGES
+from components.analysis import figures
 from components.analysis.evals import load_entry
 from components.analysis.leaderboard import cell_text
 from components.core.config import AppConfig
@@ -52,6 +53,15 @@ def pipeline_extras(pipeline: NullTracker, own_id: str) -> dict:
     return extras
 
 
+def leaderboard_figure(board: dict) -> dict:
+    """The leaderboard's bars (each system per mode, CI whiskers) as an interactive figure
+    (components.stages.report.write_plots draws the same as a PNG)."""
+    metric = board["metric"]
+    summaries = {m: {r["system"]: r["cells"][m][metric] for r in board["rows"] if m in r["cells"]}
+                 for m in board["modes"]}
+    return figures.metric_bars(summaries, [r["system"] for r in board["rows"]], f"{metric} per system and mode")
+
+
 def report(eval_dirs: list[Path], output_dir: Path, tracker: NullTracker, metric: str = "token_recall") -> dict:
     entries = [load_entry(Path(d).name, Path(d), eval_depends_on) for d in eval_dirs]
     samples = max(e.results["meta"]["config"]["experiment"]["bootstrap_samples"] for e in entries)
@@ -63,11 +73,10 @@ def report(eval_dirs: list[Path], output_dir: Path, tracker: NullTracker, metric
         target.report_media("report", FILES["html"], paths["html"])
         if target is pipeline:
             target.upload_artifact(FILES["html"], paths["html"])
-    for name, path in paths.items():  # the plots as images; every file is in the `output` artifact too
-        if name.startswith("plot_"):
-            tracker.report_image("leaderboard", path)
-        else:
-            tracker.upload_artifact(Path(path).name, path)  # leaderboard.csv, .json, .md: one stem
+    # The bars as an interactive plot in PLOTS; the PNGs, like every file, are artifacts (and in `output`).
+    tracker.report_plot("Leaderboard", f"{metric} per system and mode", leaderboard_figure(board))
+    for path in paths.values():
+        tracker.upload_artifact(Path(path).name, path)  # leaderboard.csv, .json, .md: one stem
     return {"num_systems": len(board["rows"]), "num_evals": len(entries), "leaderboard": str(paths["md"]),
             "report": str(paths["html"])}
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from components.analysis.metrics import BENCHMARK_QUALITY_METRICS, QA_METRICS
-from components.core.config import AppConfig
+from components.core.config import DAG, AppConfig, field_only, field_types, section_types
 from components.core.outputs import CHECKPOINT_DIR
 
 
@@ -109,6 +109,11 @@ class Stage:
     # "module:function" estimating a step's GPU memory from its config (components.fleet.memory_estimate).
     gpu: bool = False
     memory: str = ""
+    # The template a researcher clones: inputs it builds itself when left empty (from its own copy of that
+    # stage's sections), the parameters to edit first, and what a run leaves (its description in the UI).
+    builds: tuple[str, ...] = ()
+    edit_first: tuple[str, ...] = ()
+    produces: str = ""
 
     def memory_estimate(self, cfg: AppConfig):
         """A step's MemoryEstimate (None for a stage without GPU work); imports the estimator on use."""
@@ -128,6 +133,43 @@ class Stage:
         """What an agent runs, relative to the repository root."""
         return self.entry_module.replace(".", "/") + ".py"
 
+    @property
+    def template_sections(self) -> tuple[str, ...]:
+        """The sections its template shows: its own, and those of every stage it builds (eval: `dataset`, to
+        ingest its data itself when `inputs/ingest` is empty)."""
+        built = (s for parent in self.builds for s in STAGES[parent].template_sections)
+        return tuple(dict.fromkeys((*self.sections, *built)))
+
+    def template_fields(self, section: str) -> list[str]:
+        """The fields of `section` its template shows and its task connects: not those only the DAG reads
+        (experiment.modes, shards, ...) nor those only another stage's own task reads (dataset.publish on
+        eval, retriever.top_k on index)."""
+        cls = section_types()[section]
+        return [f for f in field_types(cls) if field_only(cls, f) in ("", self.name)]
+
+    @property
+    def step_fields(self) -> tuple[str, ...]:
+        """`section.field` the DAG sets on some steps of this stage beyond the template's (a shard's number
+        and count): connected where a step carries them."""
+        return (self.shards.count, self.shards.field) if self.shards else ()
+
+    def template_keys(self) -> list[str]:
+        """`section/field` of every parameter its template shows, then `inputs/<parent>`."""
+        return [f"{s}/{f}" for s in self.template_sections for f in self.template_fields(s)] + [
+            f"inputs/{name}" for name in self.inputs]
+
+    def run_name(self, cfg: AppConfig) -> str:
+        """What a run of this stage is called in the UI: the stage, its fan-out value (an eval's mode), the
+        model and the dataset it ran on (`eval · oracle_context · smollm2_135m · demo`)."""
+        parts = [self.name]
+        if self.fan_out:
+            parts.append(str(cfg.value(self.fan_out.field)))
+        from components.core.presets import dataset_label, model_label
+
+        if "model" in self.template_sections:
+            parts.append(cfg.model.name or model_label(cfg.model))
+        return " · ".join(parts + [cfg.dataset.name or dataset_label(cfg.dataset)])
+
     def reads(self, part: str, cfg: AppConfig) -> bool:
         """Whether this stage, under `cfg`, reads a section or input it lists."""
         return part in (*self.sections, *self.inputs) and self.only_when.get(part, lambda _: True)(cfg)
@@ -136,46 +178,66 @@ class Stage:
         return tuple(i for i in self.inputs if self.reads(i, cfg))
 
     def cache_config(self, cfg: AppConfig) -> dict[str, dict]:
-        """The config its output depends on: the sections it reads, less the fields that cannot change it."""
-        data = cfg.to_dict()
-        return {s: {k: v for k, v in data[s].items() if k not in self.cache_ignored.get(s, ())}
+        """The config its output depends on: the sections it reads, less the fields that cannot change it and
+        those only another stage reads (eval does not read retriever.hit_ks, the index's)."""
+        data, types = cfg.to_dict(), section_types()
+        return {s: {k: v for k, v in data[s].items() if k not in self.cache_ignored.get(s, ())
+                    and field_only(types[s], k) in ("", DAG, self.name)}
                 for s in self.sections if self.reads(s, cfg)}
 
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("ingest", "data_processing", ("dataset",), identity=_dataset_identity,
+          edit_first=("dataset.path", "dataset.test_fraction"),
+          produces="questions, passages, train and test (jsonl artifacts, first rows previewed) and the counts "
+                   "(Ingest table); on a server also a ClearML Dataset version of the normalised data",
           help="load a QA dataset, normalise it, split train/test"),
     Stage("index", "data_processing", ("retriever",), inputs=("ingest",),
-          cache_ignored={"retriever": ("top_k",)},
+          cache_ignored={"retriever": ("top_k",)}, builds=("ingest",),
+          edit_first=("retriever.kind", "dataset.path"),
+          produces="the index (output artifact), its size and gold/answer hit@k (SCALARS, Final Metrics table)",
           help="build a BM25 / dense / hybrid index over the passages, with its size and hit@k"),
     Stage("eval", "testing", ("experiment", "model", "retriever", "prompt", "generation"),
           inputs=("ingest", "index"), only_when={"retriever": _retrieval, "index": _retrieval},
-          cache_ignored={"experiment": ("name", "modes", "output_dir")},
+          cache_ignored={"experiment": ("name", "modes", "output_dir", "eval_tuned")},
           metrics=(*QA_METRICS, "context_has_answer_rate", "share_hit_max_new_tokens", "duration_seconds",
                    "seconds_per_question", "generated_tokens_per_second", "cpu_ram_used_mb", "gpu_ram_peak_mb",
                    *ENERGY),
           fan_out=FanOut("experiment.mode", "experiment.modes"),
           shards=Shards("experiment.shards", "experiment.shard", joiner="merge"),
           after=After("finetune", "experiment.eval_tuned", "tuned", "model.adapter", overrides=_adapter_base),
-          gpu=True, memory=f"{_ESTIMATES}:eval_memory",
+          gpu=True, memory=f"{_ESTIMATES}:eval_memory", builds=("ingest", "index"),
+          edit_first=("experiment.mode", "experiment.max_samples", "model.path", "dataset.path"),
+          produces="token recall, F1, exact match with 95% CIs, speed and memory (SCALARS, Final Metrics table); "
+                   "results.json, predictions.jsonl (previewed) and memory_usage.json (ARTIFACTS)",
           help="answer every question in experiment.mode; metrics, predictions, memory"),
     Stage("finetune", "training", ("finetune", "model", "prompt"), inputs=("ingest",),
           # Checkpoints (with optimizer state, ~6x the adapter) only serve resuming on the machine that ran.
           upload_exclude=(CHECKPOINT_DIR,),
           metrics=("eval_loss", "train_loss_last", "train_loss_mean", "tokens_per_second", "samples_per_second",
                    "duration_seconds", *ENERGY), gpu=True, memory=f"{_ESTIMATES}:finetune_memory",
+          builds=("ingest",), edit_first=("model.path", "finetune.max_steps", "finetune.learning_rate", "dataset.path"),
+          produces="loss and learning-rate curves (SCALARS), the adapter as an output model (MODELS), "
+                   "trainer_state.json, results.json and the plots as PNG files (ARTIFACTS)",
           help="LoRA/QLoRA adapter on the train split"),
     Stage("benchmark", "testing", ("benchmark", "model", "prompt"), inputs=("ingest", "finetune"),
           metrics=(*(f"{m}_{which}" for m in BENCHMARK_QUALITY_METRICS for which in ("base", "tuned", "delta")),
                    *ENERGY),
-          gpu=True, memory=f"{_ESTIMATES}:benchmark_memory",
+          gpu=True, memory=f"{_ESTIMATES}:benchmark_memory", builds=("ingest", "finetune"),
+          edit_first=("model.path", "benchmark.max_samples", "dataset.path"),
+          produces="base vs tuned means and deltas (SCALARS, Final Metrics), bars and per-question histograms "
+                   "(PLOTS), the Markdown report and predictions (ARTIFACTS)",
           help="base vs fine-tuned model on held-out questions, with plots and a report"),
     # The shards of one eval (experiment.shards > 1) joined: exactly the unsharded eval's outputs.
     Stage("merge", "data_processing", (), inputs=("eval",), many=("eval",), cli=False,
+          produces="the eval's outputs, as one unsharded eval's (pipelines add this step; inputs/eval = the "
+                   "shard task ids, comma-separated)",
           metrics=(*QA_METRICS, "duration_seconds", "seconds_per_question"),
           help="join the shards of one eval into its predictions and metrics"),
     # The leaderboard over every eval of a run or grid.
     Stage("report", "custom", (), inputs=("eval",), many=("eval",), cli=False, gathers="eval", only_in_run=True,
+          produces="the leaderboard (PLOTS table and bars, report.html under DEBUG SAMPLES, csv/json/md "
+                   "ARTIFACTS); inputs/eval = the eval task ids, comma-separated",
           closing="leaderboard", help="leaderboard of every eval: CIs, costs, paired differences, plots, HTML"),
 )}
 STAGE_NAMES: tuple[str, ...] = tuple(STAGES)  # the built-in stages; stage_names() includes any registered later

@@ -125,12 +125,29 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="run every step even if unchanged")
 
 
+RUN_DESCRIPTION = ("Run the whole DAG here, in this process: ingest -> index -> one eval per experiment.modes -> "
+                   "finetune -> benchmark -> report (the leaderboard). Needs nothing: no server, no GPU (the defaults "
+                   "are the shipped demo data and the packaged SmolLM2-135M GGUF). Unchanged steps are served from "
+                   "their folders under experiment.output_dir (default outputs/{experiment.name}); with a ClearML "
+                   "server configured each step is also a task there, else an offline session.")
+
+
+def stage_description(stage: str) -> str:
+    spec = STAGES[stage]
+    upstream = [p for p in spec.inputs if p in STAGES]
+    needs = (f"its {', '.join(upstream)} step{'s' if len(upstream) > 1 else ''} run first (or served from the "
+             "cache)" if upstream else "only its config")
+    return (f"The {stage} stage here, in this process: {spec.help}. Needs nothing beyond the config: {needs}. "
+            f"Produces: {spec.produces or 'its results'}; files under experiment.output_dir.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="run the local DAG (ingest, index, eval per mode, finetune, benchmark, report)")
+    p = sub.add_parser("run", help="run the local DAG (ingest, index, eval per mode, finetune, benchmark, report)",
+                       description=RUN_DESCRIPTION)
     _add_common(p)
     p.add_argument("-m", "--multirun", action="store_true",
                    help="a grid: comma-separated values of a preset group or scalar field are axes "
@@ -139,10 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stages to leave out")
     p.set_defaults(func=cmd_run)
     for stage in (s for s in stage_names() if STAGES[s].cli):
-        p = sub.add_parser(stage, help=f"{STAGES[stage].help} (and what it needs upstream)")
+        p = sub.add_parser(stage, help=f"{STAGES[stage].help} (and what it needs upstream)",
+                           description=stage_description(stage))
         _add_common(p)
         p.set_defaults(func=cmd_stage(stage))
-    p = sub.add_parser("config", help="every setting: its value under the given overrides and what it does")
+    p = sub.add_parser("config", help="every setting: its value under the given overrides and what it does",
+                       description="Print every setting (or one section's) with its value under the overrides "
+                                   "given, its type, what it does and its choices: the same text the ClearML "
+                                   "templates show as parameter descriptions. Needs nothing.")
     p.add_argument("section", nargs="?", help="one section (model, dataset, retriever, ...)")
     _add_overrides(p)
     p.set_defaults(func=cmd_config)

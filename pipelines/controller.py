@@ -23,7 +23,8 @@ from typing import Any, Callable
 
 from components.core.config import AppConfig
 from components.core.errors import UserError
-from components.core.overrides import changed_fields
+from components.core.overrides import changed_fields, parse_overrides
+from components.core.presets import clear_derived_labels
 from clearml_tasks.stages import STAGES
 from pipelines.dag import StepSpec, build_dag, referenced_steps, step_config, validate_dag
 from pipelines.fleet import FleetRetry
@@ -37,14 +38,15 @@ DEFAULT_CONTROLLER_QUEUE = "services"
 # reads that section get `Section/field = ${pipeline.<name>}`. Names carry no dots: ClearML splits
 # `${pipeline.a.b}` at the dot.
 PIPELINE_PARAMETERS: dict[str, tuple[str, str]] = {
-    "model_name": ("model.name", "model label in results (a preset name, e.g. qwen_0.6b)"),
+    "model_name": ("model.name", "model label in results (a preset name, e.g. qwen_0.6b); empty = follows "
+                                 "model_path"),
     "model_path": ("model.path", "hub id or local folder; empty = the packaged GGUF"),
     # The packaged GGUF's file name is ignored for a hub id or a plain checkpoint folder (components.backends.models).
     "model_gguf_file": ("model.gguf_file", "GGUF file inside model_path, used where that file exists"),
-    "dataset_path": ("dataset.path", "local file, s3://bucket/key, hf:<name> or builtin:demo"),
+    "dataset_path": ("dataset.path", "local file, s3://bucket/key, hf:<name>, clearml://<dataset id> or builtin:demo"),
     "max_samples": ("experiment.max_samples", "questions per eval, in file order; 0 = all"),
     "top_k": ("retriever.top_k", "passages retrieved per question"),
-    "retriever_kind": ("retriever.kind", "bm25, dense or hybrid"),
+    "retriever_kind": ("retriever.kind", "retrieval of retriever_context evals (one of: bm25, dense, hybrid)"),
     # Read by the controller's retry policy (pipelines.fleet.FleetRetry) and its watch over running steps
     # (pipelines.step_watch), not by any step.
     "fleet_queues": ("fleet.queues", "queue classes name:GB; an out-of-memory step moves to the next larger one"),
@@ -77,7 +79,9 @@ def _config_value(cfg: AppConfig, key: str) -> Any:
 
 
 def pipeline_parameters(cfg: AppConfig) -> dict[str, Any]:
-    """Pipeline parameter -> its default, the run config's value."""
+    """Pipeline parameter -> its default, the run config's value (a preset's name left empty: it follows
+    model_path, so a NEW RUN that edits only model_path relabels its results)."""
+    cfg = clear_derived_labels(cfg)
     return {name: parameter_value(_config_value(cfg, key)) for name, (key, _) in PIPELINE_PARAMETERS.items()}
 
 
@@ -88,23 +92,28 @@ def samples_without_seed(cfg: AppConfig, stage: str) -> bool:
     return any(getattr(s, "do_sample", False) and getattr(s, "seed", None) is None for s in sections)
 
 
-def step_parameters(step: StepSpec, cfg: AppConfig) -> dict[str, Any]:
+def step_parameters(step: StepSpec, cfg: AppConfig, fixed: dict[str, str] | None = None) -> dict[str, Any]:
     """What a step sets on its cloned template: the changed config fields and pipeline knobs its output
     depends on (the registry's cache config: a renamed run, or a retriever field on a closed-book eval,
-    changes no step, so ClearML's step cache still serves it), its own overrides and its inputs."""
-    depends = STAGES[step.stage].cache_config(step_config(cfg, step))
+    changes no step, so ClearML's step cache still serves it), its own overrides and its inputs. `fixed`:
+    the run's own `section.field` overrides (not grid axes), which a grid step carries among its overrides
+    too: a knob set that way stays `${pipeline.<name>}`, so a NEW RUN with another value reaches the step."""
+    spec = STAGES[step.stage]
+    depends = spec.cache_config(step_config(cfg, step))
+    connected = {k.replace("/", ".", 1) for k in spec.template_keys()} | set(spec.step_fields)
+    fixed = fixed or {}
+    own = {k: v for k, v in step.overrides.items() if not (k in fixed and str(fixed[k]) == str(v))}
 
-    def matters(key: str) -> bool:
+    def matters(key: str) -> bool:  # the step's output depends on it, and its task reads it
         section, field = key.split(".", 1)
-        return field in depends.get(section, {})
+        return field in depends.get(section, {}) and key in connected
 
     params = {clearml_key(key): parameter_value(value) for key, value in changed_fields(cfg).items()
               if matters(key)}
     # A pipeline knob the step sets itself (a grid axis, the eval mode) is not a knob of that step.
     params.update({clearml_key(key): "${pipeline.%s}" % name
-                   for name, (key, _) in PIPELINE_PARAMETERS.items() if matters(key) and key not in step.overrides})
-    params.update({clearml_key(key): parameter_value(value) for key, value in step.overrides.items()
-                   if matters(key)})
+                   for name, (key, _) in PIPELINE_PARAMETERS.items() if matters(key) and key not in own})
+    params.update({clearml_key(key): parameter_value(value) for key, value in own.items() if matters(key)})
     params.update({f"inputs/{name}": value for name, value in step.inputs.items()})
     return params
 
@@ -118,8 +127,10 @@ def build_plan(cfg: AppConfig, queue: str | None = None,
     fleet), else the fleet class its memory estimate fits (pipelines.fleet). No ClearML import."""
     from pipelines.fleet import parse_classes, place
 
+    cfg = clear_derived_labels(cfg)  # labels the paths give are left to follow them (pipeline_parameters)
     steps = build_dag(cfg, stages, grid=grid)
     validate_dag(steps)
+    fixed = parse_overrides(grid.fixed) if grid else {}
     classes = parse_classes(cfg.fleet.queues)
     plan = []
     for step in steps:
@@ -127,7 +138,8 @@ def build_plan(cfg: AppConfig, queue: str | None = None,
         placement = place(step.name, step.stage, step_cfg, classes)
         entry = {"name": step.name, "stage": step.stage, "template_project": template_project,
                  "template_name": step.stage, "parents": list(step.parents),
-                 "execution_queue": queue or placement.queue, "parameter_override": step_parameters(step, cfg),
+                 "execution_queue": queue or placement.queue,
+                 "parameter_override": step_parameters(step, cfg, fixed),
                  "cache_executed_step": not samples_without_seed(step_cfg, step.stage),
                  "retry_on_failure": cfg.fleet.retries, **placement.as_dict()}
         entry.pop("step")
@@ -189,6 +201,14 @@ def controller_class():
     class RetryingPipelineController(StepWatchMixin, PipelineController):
         _clearml_job_class = untagged_job_class()
 
+        def add_parameter(self, name: str, default: Any = None, description: str | None = None,
+                          param_type: str | None = None) -> None:
+            """ClearML files a description under the bare name but looks it up under `Args/<name>` when it
+            writes the parameters, so NEW RUN listed them without descriptions: file it under both."""
+            super().add_parameter(name=name, default=default, description=description, param_type=param_type)
+            if description:
+                self._pipeline_args_desc[f"{self._args_section}/{name}"] = str(description)
+
         def _deserialize(self, dag_dict: dict, force: bool = False) -> None:
             super()._deserialize(dag_dict, force=force)
             for name in self._nodes:
@@ -223,8 +243,8 @@ def build_controller(plan: list[dict], cfg: AppConfig, controller_queue: str = D
         packages="",  # the task image has every dependency; nothing to install
         working_dir=".")
     defaults = pipeline_parameters(cfg)
-    for name, (key, description) in PIPELINE_PARAMETERS.items():
-        controller.add_parameter(name=name, default=defaults[name], description=f"{key}: {description}")
+    for name, description in parameter_descriptions().items():
+        controller.add_parameter(name=name, default=defaults[name], description=description)
     for step in plan:
         controller.add_step(
             name=step["name"], parents=step["parents"], parameter_override=step["parameter_override"],
@@ -290,6 +310,20 @@ def queue_workers(queue: str) -> list[str]:
     return sorted(w.id for w in workers if any(getattr(q, "name", None) == queue for q in (w.queues or [])))
 
 
+def parameter_descriptions() -> dict[str, str]:
+    """What NEW RUN shows beside each pipeline parameter: the config key it sets and what it does."""
+    return {name: f"{key}: {description}" for name, (key, description) in PIPELINE_PARAMETERS.items()}
+
+
+def describe_parameters(task) -> None:
+    """Put the descriptions back on a controller task: a NEW RUN (the server's pipelines.start_pipeline)
+    stores every parameter it was given without one, so the next NEW RUN would list them bare."""
+    current = task.get_parameters() or {}
+    keys = {name: f"Args/{name}" for name in PIPELINE_PARAMETERS if f"Args/{name}" in current}
+    task._set_parameters({key: current[key] for key in keys.values()}, __update=True, __parameters_descriptions={
+        key: parameter_descriptions()[name] for name, key in keys.items()})
+
+
 def run_remote_controller() -> int:
     """Entry of the controller task on an agent: the DAG is read back from the task, not rebuilt."""
     from clearml import Task
@@ -298,7 +332,8 @@ def run_remote_controller() -> int:
         print(f"{CONTROLLER_ENTRY} is what an agent runs; start a pipeline with `slm pipeline start`",
               file=sys.stderr)
         return 2
-    Task.init()  # attaches to the enqueued controller task, keeping the project and tags set at start
+    task = Task.init()  # attaches to the enqueued controller task, keeping the project and tags set at start
+    describe_parameters(task)
     controller = controller_class()(name="", project="", always_create_from_code=False,
                                     retry_on_failure=FleetRetry())
     for name in PIPELINE_PARAMETERS:  # values come back from the task, edited or not

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from components.data.storage import download_s3, list_s3, upload_s3
 
+NEEDS_S3 = ("Needs S3 keys (the AWS environment or clearml.conf sdk.aws.s3) and the endpoint for s3://bucket/key "
+            "(AWS_ENDPOINT_URL or clearml.conf).")
 URI_HELP = "s3://bucket/key (endpoint from AWS_ENDPOINT_URL or clearml.conf) or s3://host:port/bucket/key"
 
 
@@ -53,21 +55,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = data.add_subparsers(dest="data_command", required=True, metavar="{upload,download,ls,register}")
 
-    upload = actions.add_parser("upload", help="upload a file, or a folder recursively, to an S3 URI")
+    upload = actions.add_parser("upload", help="upload a file, or a folder recursively, to an S3 URI",
+                                description="Upload a file, or a folder recursively, to S3 / MinIO. " + NEEDS_S3)
     upload.add_argument("local", help="local file or folder")
     upload.add_argument("s3_uri", help=URI_HELP + "; a key ending in / (or a folder) is a prefix")
     upload.set_defaults(func=cmd_upload)
 
-    download = actions.add_parser("download", help="download an object, or every object under a prefix/")
+    download = actions.add_parser("download", help="download an object, or every object under a prefix/",
+                                  description="Download an object, or every object under a prefix/. " + NEEDS_S3)
     download.add_argument("s3_uri", help=URI_HELP)
     download.add_argument("dest", nargs="?", default=".", help="local folder (default: the current one)")
     download.set_defaults(func=cmd_download)
 
-    ls = actions.add_parser("ls", help="list objects (size in bytes, key) under an S3 URI prefix")
+    ls = actions.add_parser("ls", help="list objects (size in bytes, key) under an S3 URI prefix",
+                            description="List objects (size in bytes, key) under an S3 URI prefix. " + NEEDS_S3)
     ls.add_argument("s3_uri", help=URI_HELP)
     ls.set_defaults(func=cmd_ls)
 
-    reg = actions.add_parser("register", help="a file or S3 object as a new version of a ClearML Dataset")
+    reg = actions.add_parser("register", help="a file or S3 object as a new version of a ClearML Dataset",
+                             description="Make a file or S3 object a new version of a ClearML Dataset (the "
+                                         "previous version of the same name its parent); ingest it with "
+                                         "dataset.path=clearml://<id>. Needs a ClearML server (and S3 keys for an "
+                                         "s3:// source).")
     reg.add_argument("source", help="local file or s3://bucket/key")
     reg.add_argument("--name", required=True, help="dataset name, e.g. nq-open")
     reg.add_argument("--project", default="slm-experiments/datasets", help="ClearML project of the dataset")

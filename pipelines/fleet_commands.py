@@ -71,7 +71,8 @@ def add_plan_parser(actions: argparse._SubParsersAction) -> None:
     p = actions.add_parser("plan", help="each step's queue (its GPU memory class) and memory estimate; no server",
                            description="Where `slm pipeline start` would put each step: the smallest class of "
                                        "fleet.queues that holds the step's GPU memory estimate + fleet.reserve_gb, "
-                                       "the CPU class for steps without GPU work.")
+                                       "the CPU class for steps without GPU work. Needs nothing: no server, no "
+                                       "clearml import.")
     p.add_argument("overrides", nargs="*", help="group=preset or section.field=value (fleet.queues=...)")
     p.add_argument("--queue", help="one queue for every step (a one-class fleet) instead of the classes")
     p.add_argument("--controller-queue", default=DEFAULT_CONTROLLER_QUEUE)
@@ -84,7 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from pipelines.controller import DEFAULT_CONTROLLER_QUEUE
     from pipelines.templates import DEFAULT_TASK_IMAGE
 
-    group = subparsers.add_parser("fleet", help="this host's GPUs as ClearML agents, one per GPU")
+    group = subparsers.add_parser("fleet", help="this host's GPUs as ClearML agents, one per GPU",
+                                  description="ClearML agents for this host's GPUs, one per GPU, each on its "
+                                              "memory class's queue.")
     actions = group.add_subparsers(dest="fleet_command", required=True, metavar="{agents}")
     p = actions.add_parser("agents", help="write a compose file with one agent per GPU on its class's queue",
                            description="Reads this host's GPUs (NVML: index, name, memory, MIG mode) and writes a "

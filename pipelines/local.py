@@ -7,19 +7,18 @@ finished `.step.json` is skipped; a half-done step has no `.step.json` and runs 
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from clearml_tasks._step_cache import cached_results, finish_step, step_key
 from clearml_tasks._task import run_stage
 from clearml_tasks.stages import STAGES
 from components.core.config import AppConfig
 from components.core.errors import UserError
-from components.core.fileio import read_json, write_json
+from components.core.fileio import write_json
 from components.core.outputs import STEP_MANIFEST
 from components.core.overrides import apply_flat
 from pipelines.dag import MODEL_REF, StepSpec, referenced_steps, step_config, validate_dag
@@ -36,23 +35,7 @@ class StepOutcome:
 
 
 def cache_key(step: StepSpec, cfg: AppConfig, parent_keys: dict[str, str]) -> str:
-    spec = STAGES[step.stage]
-    payload = {"stage": step.stage, "sections": spec.cache_config(cfg),
-               "parents": {p: parent_keys[p] for p in step.parents}}
-    if spec.identity:  # what besides the config names its output (a dataset file's size and mtime)
-        payload["input"] = spec.identity(cfg)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def cached_results(step_dir: Path, key: str) -> dict | None:
-    manifest = step_dir / STEP_MANIFEST
-    if not manifest.is_file():
-        return None
-    try:
-        data = read_json(manifest)
-    except UserError:
-        return None
-    return data.get("results") if data.get("key") == key else None
+    return step_key(step.stage, cfg, {p: parent_keys[p] for p in step.parents})
 
 
 def resolve_model_refs(cfg: AppConfig, step: StepSpec, outcomes: dict[str, StepOutcome]) -> AppConfig:
@@ -106,8 +89,7 @@ def run_local(steps: list[StepSpec], cfg: AppConfig, tracking: str, use_cache: b
             raise UserError(f"step {step.name} failed: {e}") from None
         except Exception as e:
             raise RuntimeError(f"step {step.name} failed: {type(e).__name__}: {e}") from e
-        results = {k: v for k, v in results.items() if k != "meta"}
-        write_json(step_dir / STEP_MANIFEST, {"key": key, "stage": step.stage, "results": results})
+        results = finish_step(step_dir, key, step.stage, results)
         seconds = time.perf_counter() - started
         session = f"; ClearML offline session {results['session_dir']}.zip" if results.get("session_dir") else ""
         log(f"[{step.name}] done in {seconds:.1f} s{session}")

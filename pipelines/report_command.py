@@ -9,6 +9,7 @@ diff of two runs.
 
 Writes leaderboard.csv/.json/.md, the plots and report.html into --out and prints the table; with
 --compare, compare.json/.md/.html (default --out outputs/compare) and prints the diff.
+Needs finished evals: their output folders, or a ClearML server for --project/--tag/--pipeline or task ids.
 """
 from __future__ import annotations
 

@@ -33,7 +33,8 @@ def cmd_templates_register(args: argparse.Namespace) -> int:
 
     _require_server("registering templates")
     register_templates(args.project, repo_url=args.repo, branch=args.branch, commit=args.commit,
-                       docker_image=args.image, cpu_image=args.cpu_image, docker_args=args.docker_args)
+                       docker_image=args.image, cpu_image=args.cpu_image, docker_args=args.docker_args,
+                       runs_project=args.runs_project)
     return 0
 
 
@@ -142,13 +143,26 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return _run_sweep(request, args)
 
 
+REGISTER_DESCRIPTION = (
+    "Create one template task per stage (ingest, index, eval, finetune, benchmark, merge, report) in --project: "
+    "its code (this repository at a pushed commit), its image, and its parameters (only those the stage reads, "
+    "each with its description and choices), published so it cannot be edited by mistake; a clone runs as it is, "
+    "and its run moves to --runs-project under a name that says what it ran. Needs a ClearML server and the code "
+    "pushed where agents can clone it (--repo/--branch/--commit otherwise).")
+
+
 def _add_templates(sub: argparse._SubParsersAction) -> None:
     from pipelines.templates import DEFAULT_TASK_IMAGE, DEFAULT_TEMPLATE_PROJECT
 
-    group = sub.add_parser("templates", help="stage templates on the ClearML server")
+    group = sub.add_parser("templates", help="stage templates on the ClearML server",
+                           description="The stage templates researchers clone in the ClearML UI (and pipelines and "
+                                       "sweeps clone). Needs a ClearML server.")
     actions = group.add_subparsers(dest="templates_command", required=True, metavar="{register}")
-    p = actions.add_parser("register", help="create the five stage templates (draft tasks) on the server")
+    p = actions.add_parser("register", help="create one published template task per stage on the server",
+                           description=REGISTER_DESCRIPTION)
     p.add_argument("--project", default=DEFAULT_TEMPLATE_PROJECT, help="ClearML project of the templates")
+    p.add_argument("--runs-project", help="where runs of cloned templates go (default: the templates project's "
+                                          "parent, e.g. slm-experiments)")
     p.add_argument("--image", default=DEFAULT_TASK_IMAGE,
                    help="container image of the stages that want a GPU (the CUDA task image, docker/Dockerfile)")
     p.add_argument("--cpu-image", help="container image of the stages without GPU work (ingest, index, merge, "
@@ -170,9 +184,16 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     from pipelines.fleet_commands import add_plan_parser
     from pipelines.templates import DEFAULT_TASK_IMAGE, DEFAULT_TEMPLATE_PROJECT
 
-    group = sub.add_parser("pipeline", help="the DAG as a ClearML pipeline")
+    group = sub.add_parser("pipeline", help="the DAG as a ClearML pipeline",
+                           description="The DAG `slm run` executes, as a ClearML PipelineController whose steps "
+                                       "clone the registered templates.")
     actions = group.add_subparsers(dest="pipeline_command", required=True, metavar="{start,plan,status,resume}")
-    p = actions.add_parser("start", help="enqueue the pipeline controller (steps clone the templates)")
+    p = actions.add_parser("start", help="enqueue the pipeline controller (steps clone the templates)",
+                           description="Build the pipeline from the DAG and enqueue its controller on "
+                                       "--controller-queue; each step clones its stage's template and runs on its "
+                                       "fleet queue (or --queue). Needs a ClearML server, the templates registered "
+                                       "(slm templates register), an agent on the controller's queue and agents on "
+                                       "the steps' queues. --dry-run needs nothing: it prints the plan.")
     p.add_argument("overrides", nargs="*", help="group=preset or section.field=value")
     p.add_argument("--queue", help="one queue for every step (a one-class fleet); default: each step on the "
                                    "fleet.queues class its memory estimate fits (see `slm pipeline plan`)")

@@ -13,6 +13,9 @@ reads, `inputs/ingest=fixed:<ingest task id>`.
 The objective is `Summary/<metric>`: a stage's results are reported as single values, which ClearML files
 under title `Summary` with the metric name as series. The "Final Metrics" table is a plot, which the
 optimizer cannot read ("could not find requested metric", clearml #285).
+
+Needs a ClearML server with the templates registered (or --template-id) and an agent on the jobs' queue
+(and on --remote-queue with --remote); --dry-run needs nothing.
 """
 from __future__ import annotations
 
@@ -71,10 +74,8 @@ SWEEP_PRESETS: dict[str, SweepPreset] = {
 def stage_parameter_types(stage: str) -> dict[str, Any]:
     """`Section/field -> type` of every parameter the stage's template connects (inputs are task ids)."""
     types = section_types()
-    keys = {f"{section}/{name}": tp for section in STAGES[stage].sections
-            for name, tp in field_types(types[section]).items()}
-    keys.update({f"inputs/{name}": str for name in STAGES[stage].inputs})
-    return keys
+    return {key: str if key.startswith("inputs/") else field_types(types[key.split("/")[0]])[key.split("/")[1]]
+            for key in STAGES[stage].template_keys()}
 
 
 def validate_key(stage: str, key: str) -> Any:
@@ -84,8 +85,8 @@ def validate_key(stage: str, key: str) -> Any:
         return known[key]
     hint = did_you_mean(key.replace(".", "/", 1), list(known))
     section = key.replace(".", "/", 1).split("/")[0]
-    where = "" if section in (*STAGES[stage].sections, "inputs") else (
-        f"; the {stage} template reads sections {', '.join(STAGES[stage].sections)} and inputs")
+    where = "" if section in (*STAGES[stage].template_sections, "inputs") else (
+        f"; the {stage} template reads sections {', '.join(STAGES[stage].template_sections)} and inputs")
     raise UserError(f"unknown parameter {key!r} for the {stage} template{hint}{where}. Keys are "
                     "Section/field and case-sensitive: ClearML silently ignores a name the template lacks "
                     "(clearml #254)")
@@ -196,7 +197,7 @@ def check_template(stage: str, template_params: dict[str, Any], space: Sequence[
         raise UserError(f"the base task has no parameter {hints} (ClearML would ignore it, clearml #254)")
     pinned = {p.key for p in space}
     needed = {name for cfg in job_configs(stage, template_params, space) for name in STAGES[stage].needed_inputs(cfg)}
-    unset = [f"inputs/{name}" for name in STAGES[stage].inputs if name in needed
+    unset = [f"inputs/{name}" for name in STAGES[stage].inputs if name in needed and name not in STAGES[stage].builds
              and not template_params.get(f"inputs/{name}") and f"inputs/{name}" not in pinned]
     if unset:
         raise UserError(f"the base task has no {', '.join(unset)}: every job would fail. Sweep a step of a "

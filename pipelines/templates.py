@@ -1,6 +1,7 @@
-"""The five stage templates on a ClearML server: one draft Task per stage, cloned by pipelines and sweeps.
+"""The stage templates on a ClearML server: one published Task per stage, cloned by researchers in the UI,
+by pipelines and by sweeps.
 
-    slm templates register [--project P] [--image I] [--cpu-image C] [--docker-args A] [--branch B]
+    slm templates register [--project P] [--runs-project R] [--image I] [--cpu-image C] [--docker-args A] [--branch B]
 
 Each template points at `clearml_tasks/<file>.py` in the repository at a fixed commit, runs in the task
 image (its container: the GPU image for stages that want a GPU, the CPU image for the rest), and carries the stage's config sections (plus `inputs/<parent>`) with their default values, so the
@@ -17,12 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from components.core.config import AppConfig, field_help
+from clearml_tasks._clones import RUNS_PROJECT_PROPERTY, TEMPLATE_PROPERTY, TEMPLATE_TAG
+from components.core.config import AppConfig, field_choices, field_help
 from components.core.errors import UserError
 from clearml_tasks.stages import STAGES
 
-TEMPLATE_TAG = "template"
-TEMPLATE_PROPERTY = "slm_template"  # user property: the template's own id
 # The tag docker/Dockerfile documents and docker/docker-compose.yml (SLM_TASK_IMAGE) runs.
 DEFAULT_TASK_IMAGE = "slm-experiments-task:0.1.0"
 DEFAULT_TEMPLATE_PROJECT = f"{AppConfig().clearml.project}/templates"
@@ -128,21 +128,82 @@ def check_stored(task, stage: str, source: GitSource, container: tuple[str, str]
 
 
 def template_parameters(stage: str) -> dict[str, Any]:
-    """`Section/field -> default` exactly as the stage connects them (`clearml_tasks._task.run_stage`)."""
+    """`Section/field -> default` exactly as the stage connects them (`clearml_tasks._task.connect_config`):
+    the registry's template keys, inputs empty."""
     data = AppConfig().to_dict()
-    params = {f"{section}/{name}": value for section in STAGES[stage].sections
-              for name, value in data[section].items()}
-    params.update({f"inputs/{name}": "" for name in STAGES[stage].inputs})
-    return params
+    return {key: "" if key.startswith("inputs/") else data[key.split("/")[0]][key.split("/")[1]]
+            for key in STAGES[stage].template_keys()}
+
+
+def input_description(stage: str, name: str) -> str:
+    """What `inputs/<name>` takes, and what an empty one does (the stage builds it, or it is required)."""
+    spec = STAGES[stage]
+    text = (f"ids of the {name} tasks whose `output` artifacts this stage reads, comma-separated" if name in spec.many
+            else f"id of a finished {name} task whose `output` artifact this stage reads")
+    if name in spec.only_when:
+        text += " (read only where this task's config needs it: eval in retriever_context)"
+    if name in spec.builds:
+        sections = ", ".join(f"{s}/*" for s in STAGES[name].template_sections)
+        return text + f"; empty: this task runs the {name} stage itself from its own {sections} (cached per machine)"
+    return text + "; required"
 
 
 def parameter_descriptions(stage: str) -> dict[str, str]:
-    """`Section/field -> help`: what the ClearML UI shows beside each editable parameter."""
-    descriptions = {key: field_help(*key.split("/", 1)) for key in template_parameters(stage)
-                    if not key.startswith("inputs/")}
-    descriptions.update({f"inputs/{name}": f"id of the {name} task whose `output` artifact this stage reads"
-                         for name in STAGES[stage].inputs})
-    return descriptions
+    """`Section/field -> help` (with its choices): what the ClearML UI shows beside each editable parameter."""
+    return {key: input_description(stage, key.split("/")[1]) if key.startswith("inputs/") else field_help(
+        *key.split("/", 1)) for key in template_parameters(stage)}
+
+
+def default_runs_project(template_project: str) -> str:
+    """Where runs of cloned templates go: the templates project's parent (`slm-experiments` for
+    `slm-experiments/templates`), else the default ClearML project."""
+    parent = template_project.rpartition("/")[0]
+    return parent or AppConfig().clearml.project
+
+
+def template_description(stage: str, runs_project: str) -> str:
+    """The template's description in the UI: what the stage does, what to edit first, its inputs, what it
+    produces, and how to run it."""
+    spec = STAGES[stage]
+
+    def key_text(key: str) -> str:
+        choices = field_choices(*key.split(".", 1))
+        return key.replace(".", "/", 1) + (f" ({' | '.join(map(str, choices))})" if choices else "")
+
+    lines = [f"{spec.name}: {spec.help}."]
+    if spec.edit_first:
+        lines.append("Edit first (CONFIGURATION > HYPERPARAMETERS): " + ", ".join(map(key_text, spec.edit_first)) + ".")
+    lines += [f"inputs/{name}: {input_description(stage, name)}." for name in spec.inputs]
+    if spec.produces:
+        lines.append(f"Produces: {spec.produces}.")
+    lines.append(f"This template is published (read-only): right-click > Clone, edit the clone, Enqueue it. The run "
+                 f"is named after what it ran (e.g. '{spec.run_name(AppConfig())}') and moves to project "
+                 f"{runs_project}.")
+    return "\n".join(lines)
+
+
+def templates_project_description(runs_project: str) -> str:
+    return (f"Stage templates of slm-experiments, one per stage (published, read-only): clone one, edit its "
+            f"hyperparameters (each has a description; choices are listed), enqueue it. Runs land in "
+            f"{runs_project}. Registered by `slm templates register`; pipelines (`slm pipeline start`) clone "
+            "them too.")
+
+
+def protect_and_describe(task, stage: str, runs_project: str) -> None:
+    """Publish the template (read-only in the UI: a click on it can no longer edit or enqueue it; cloning
+    still works) with its description, and record where its clones' runs go."""
+    task.set_comment(template_description(stage, runs_project))
+    task.set_user_properties({"name": RUNS_PROJECT_PROPERTY, "value": runs_project,
+                              "description": "the project a run of a clone of this template moves to"})
+    task.mark_stopped(force=True, status_message="registered template")
+    task.publish(ignore_errors=False)
+
+
+def describe_project(project: str, text: str) -> None:
+    from clearml import Task
+    from clearml.backend_api.session.client import APIClient
+
+    APIClient().projects.update(project=Task.get_project_id(project), description=text)
 
 
 def _package_args(requirements: Sequence[str] | Path | None) -> dict[str, Any]:
@@ -161,8 +222,8 @@ def register_templates(project: str = DEFAULT_TEMPLATE_PROJECT, repo_url: str | 
                        docker_image: str = DEFAULT_TASK_IMAGE,
                        requirements: Sequence[str] | Path | None = None,
                        log: Callable[[str], None] = print, cpu_image: str | None = None,
-                       docker_args: str = "") -> dict[str, str]:
-    """Create one draft template Task per stage on the server; returns stage -> task id.
+                       docker_args: str = "", runs_project: str | None = None) -> dict[str, str]:
+    """Create one published template Task per stage on the server; returns stage -> task id.
 
     Each template's container is `docker_image` (a stage that wants a GPU) or `cpu_image` (default: the
     same), with `docker_args`: a clone in the UI runs there on any docker agent, whatever the agent's own
@@ -170,13 +231,15 @@ def register_templates(project: str = DEFAULT_TEMPLATE_PROJECT, repo_url: str | 
 
     Registering again creates new templates; lookups (`pipeline start`, `sweep`) take the most recently
     created one. A template marks itself: its user property `slm_template` holds its own id, which a
-    clone (keeping name, project, tags and properties) copies but cannot match.
+    clone (keeping name, project, tags and properties) copies but cannot match. A clone's run moves to
+    `runs_project` (default: the templates project's parent).
     """
     from clearml import Task
 
     if Task.is_offline():
         raise UserError("registering templates needs a ClearML server; offline mode cannot create tasks")
     source = git_source(repo_url, branch, commit)
+    runs_project = runs_project or default_runs_project(project)
     ids: dict[str, str] = {}
     for stage in STAGES.values():
         container = (stage_image(stage.name, docker_image, cpu_image), docker_args)
@@ -194,12 +257,14 @@ def register_templates(project: str = DEFAULT_TEMPLATE_PROJECT, repo_url: str | 
         task.add_tags([TEMPLATE_TAG])
         task.reload()
         check_stored(task, stage.name, source, container)
+        protect_and_describe(task, stage.name, runs_project)
         ids[stage.name] = task.id
         log(f"{stage.name:<10} {task.id}  {project}/{stage.name}  ({stage.script}; {container[0]})")
+    describe_project(project, templates_project_description(runs_project))
     commit_text = source.commit[:12] or "(branch head)"
     images = docker_image if not cpu_image or cpu_image == docker_image else f"{docker_image}, CPU stages {cpu_image}"
     log(f"code: {source.repo} @ {source.branch} {commit_text}; image: {images}"
-        + (f"; docker arguments: {docker_args}" if docker_args else ""))
+        + (f"; docker arguments: {docker_args}" if docker_args else "") + f"; runs of clones go to {runs_project}")
     return ids
 
 

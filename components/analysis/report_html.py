@@ -11,8 +11,7 @@ import html
 from pathlib import Path
 
 from components.analysis.drilldown import encode
-from components.analysis.leaderboard import (COST_LABELS, EVAL_COSTS, cell_text, cost_text, is_best,
-                                             share_text)
+from components.analysis.leaderboard import COST_LABELS, EVAL_COSTS, cost_text, is_best, share_text
 from components.analysis.rag_split import DEFINITIONS, GROUPS
 from components.analysis.report_text import definitions, extras_section, meta_table
 

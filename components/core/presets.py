@@ -49,3 +49,48 @@ GROUPS: dict[str, tuple[dict[str, dict], str | None]] = {
     "experiment_mode": (EXPERIMENT_MODE_PRESETS, None),
     "retriever": (RETRIEVER_PRESETS, None),
 }
+
+
+# What tells one model's weights from another's: a preset matches a config that loads what it loads.
+_WEIGHTS = ("path", "load_in_4bit", "load_in_8bit")
+_PACKAGED = ("gguf_package", "gguf_file")  # only when path is empty (components.backends.models)
+
+
+def model_label(model) -> str:
+    """The name results carry for a model config whose `name` is empty: the preset that loads the same weights
+    (`smollm2_135m_gguf` for the defaults, `qwen_0.6b` for model.path=Qwen/Qwen3-0.6B), else the last part of
+    model.path (a hub id's model, a folder's name), else the packaged GGUF file's stem."""
+    from components.core.config import ModelConfig
+
+    default = ModelConfig()
+    keys = _WEIGHTS + (() if model.path else _PACKAGED)
+    for name, preset in MODEL_PRESETS.items():
+        if all(getattr(model, k) == preset.get(f"model.{k}", getattr(default, k)) for k in keys):
+            return name
+    if model.path:
+        return model.path.rstrip("/").rsplit("/", 1)[-1] or model.path
+    return model.gguf_file.rsplit(".", 1)[0] or model.gguf_package
+
+
+def dataset_label(dataset) -> str:
+    """The name results carry for a dataset config whose `name` is empty: the preset reading the same path
+    (`demo` for builtin:demo), else the file's or dataset's own name: `s3://b/nq/NQ-open.dev.jsonl.gz` ->
+    `NQ-open.dev`, `hf:nq_open` -> `nq_open`, `clearml://proj/nq-open@1.0` -> `nq-open`."""
+    for name, preset in DATASET_PRESETS.items():
+        if preset.get("dataset.path") == dataset.path:
+            return name
+    tail = dataset.path.split(":", 1)[-1].rstrip("/").rsplit("/", 1)[-1].split("@", 1)[0]
+    for suffix in (".gz", ".bz2", ".zip", ".jsonl", ".json", ".csv", ".parquet", ".tsv"):
+        tail = tail[: -len(suffix)] if tail.endswith(suffix) else tail
+    return tail or dataset.path
+
+
+def clear_derived_labels(cfg):
+    """`cfg` with `model.name` / `dataset.name` emptied where they equal what the paths give (a preset's own
+    name): what a pipeline sends, so that a NEW RUN editing only model_path or dataset_path relabels too."""
+    data = cfg.to_dict()
+    if data["model"]["name"] and data["model"]["name"] == model_label(cfg.model):
+        data["model"]["name"] = ""
+    if data["dataset"]["name"] and data["dataset"]["name"] == dataset_label(cfg.dataset):
+        data["dataset"]["name"] = ""
+    return type(cfg).from_dict(data)

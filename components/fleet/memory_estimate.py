@@ -79,9 +79,9 @@ def kv_bytes(shape: ModelShape, rows: int, tokens: int, bytes_per_value: int) ->
 
 def prompt_tokens(cfg: AppConfig, mode: str) -> int:
     """A bound on one prompt's tokens: the template and question, plus the context cut at
-    prompt.max_context_words in the context modes; never above model.max_input_tokens."""
+    prompt.max_context_words in the context modes."""
     context = 0 if mode == "no_context" else int(cfg.prompt.max_context_words * TOKENS_PER_WORD)
-    return min(PROMPT_OVERHEAD_TOKENS + context, cfg.model.max_input_tokens)
+    return PROMPT_OVERHEAD_TOKENS + context
 
 
 def _generation_terms(shape: ModelShape, cfg: AppConfig, mode: str, batch_size: int, max_batch_tokens: int,

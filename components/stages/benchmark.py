@@ -118,6 +118,24 @@ def write_plots(summary: dict, rows: dict[str, list[dict]], output_dir: Path) ->
     ]
 
 
+def figures(summary: dict, rows: dict[str, list[dict]]) -> dict[str, dict]:
+    """write_plots' charts as interactive figures (components.analysis.figures), for the ClearML UI's PLOTS."""
+    from components.analysis import figures as fig
+
+    def values(model: str, metric: str) -> list[float]:
+        return [r[metric] for r in rows[model] if r[metric] is not None]
+
+    return {
+        "base vs tuned": fig.metric_bars({m: summary[m] for m in MODELS}, QUALITY_METRICS, "Base vs tuned"),
+        "token F1 per question": fig.histograms({m: values(m, "token_f1") for m in MODELS},
+                                                "Token F1 per question", "token F1", bin_size=0.1),
+        "key info per question": fig.histograms({m: values(m, "key_info") for m in MODELS},
+                                                "Key Info per question", "key info", bin_size=0.1),
+        "generation time per question": fig.histograms({m: values(m, "seconds") for m in MODELS},
+                                                       "Generation time per question",
+                                                       "seconds (batch time / batch size)")}
+
+
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 

@@ -16,6 +16,7 @@ from components.core.config import MODES
 from components.core.fileio import read_jsonl, write_json
 from components.core.overrides import build_config
 from components.stages.eval import run_eval
+from components.stages.report import PLOT_FILES
 from helpers import FakeGenerator, question_of, run_offline_script
 
 TASK_URL = "http://ui.test:8080/projects/p1/experiments/{}/output/log"
@@ -56,7 +57,10 @@ class Recorder(NullTracker):
     def report_image(self, title, path):
         self.calls.append(("image", title, Path(path).name))
 
-    def upload_artifact(self, name, obj):
+    def report_plot(self, title, series, figure):
+        self.calls.append(("plot", title, series, figure))
+
+    def upload_artifact(self, name, obj, preview=None):
         self.calls.append(("artifact", name))
 
     def pipeline(self):
@@ -92,8 +96,11 @@ def test_a_pipeline_step_reports_on_its_task_and_on_the_controller(eval_dirs, tm
         assert media[1:3] == ("report", "report.html") and 'id="drilldown-data"' in media[3]
     assert ("artifact", "report.html") in controller.calls and "image" not in controller.kinds()
     assert {c[1] for c in tracker.calls if c[0] == "artifact"} == {"leaderboard.csv", "leaderboard.json",
-                                                                   "leaderboard.md", "report.html"}
-    assert tracker.kinds().count("image") == 3
+                                                                   "leaderboard.md", "report.html", *PLOT_FILES.values()}
+    # the bars interactive in PLOTS (one trace per mode, CI whiskers); the PNGs are artifacts, not images
+    (plot,) = [c for c in tracker.calls if c[0] == "plot"]
+    assert plot[1] == "Leaderboard" and [t["name"] for t in plot[3]["data"]] == list(MODES)
+    assert all("error_y" in t for t in plot[3]["data"]) and "image" not in tracker.kinds()
     page = (tmp_path / "report" / "report.html").read_text()
     assert f'href="{TASK_URL.format("rag1")}"' in page  # the retriever cell links to its task
     assert f'href="{TASK_URL.format("b1")}"' in page and f'href="{TASK_URL.format("i1")}"' in page  # step links
@@ -128,7 +135,7 @@ def test_a_real_offline_session_holds_the_table_the_page_and_the_files(eval_dirs
     events = [e for line in (session / "metrics.jsonl").read_text().splitlines() if line.strip()
               for e in json.loads(line)]
     plots = [e for e in events if e.get("type") == "plot"]
-    assert [e["metric"] for e in plots] == ["Leaderboard"]
+    assert [e["metric"] for e in plots] == ["Leaderboard", "Leaderboard"]  # the table and the bars
     assert "token_recall" in json.dumps(plots[0]) and "retriever_context" in json.dumps(plots[0])
     media = [e for e in events if e.get("metric") == "report" and str(e.get("url", "")).endswith(".html")]
     assert len(media) == 1  # the page as a debug sample

@@ -22,7 +22,7 @@ class Recorder(NullTracker):
         self.closed_with: list[str] = []
         self.artifacts: dict[str, Path] = {}
 
-    def upload_artifact(self, name, obj):
+    def upload_artifact(self, name, obj, preview=None):
         self.artifacts[name] = Path(obj)
 
     def close(self, error: str = "") -> None:
@@ -76,32 +76,65 @@ def test_output_artifact_folder_keeps_the_step_name_without_nested_steps(tmp_pat
         assert folder == tmp_path / "oracle100" / "ingest"  # nothing to leave out: the folder itself
 
 
-def test_a_needed_input_left_unset_is_one_line_not_a_key_error(recorder, tmp_path):
-    """`python clearml_tasks/index.py` (or a template enqueued with inputs/ingest empty) used to fail in the
-    body with `KeyError: 'ingest'`."""
+def test_a_needed_input_it_cannot_build_is_one_line_not_a_key_error(recorder, tmp_path):
+    """A merge (or report) task with inputs/eval empty: the stage cannot build shards itself."""
     def body(cfg, inputs, output_dir, tracker):
-        return {"read": inputs["ingest"]}
+        return {"read": inputs["eval"]}
 
     with pytest.raises(UserError) as err:
-        task_glue.run_stage("index", body, build_config([]), {"ingest": ""}, tmp_path, "online")
-    assert str(err.value).startswith("inputs/ingest is not set: the index stage reads the ingest stage's output")
+        task_glue.run_stage("merge", body, build_config([]), {"eval": ""}, tmp_path, "online")
+    assert str(err.value).startswith("inputs/eval is not set: the merge stage reads the eval stage's output")
     assert recorder.closed_with == [str(err.value)]
-    # an input the stage does not read in this config may stay empty (eval reads the index only to retrieve)
-    results = task_glue.run_stage("eval", lambda *a: {"n": 1}, build_config([]), {"ingest": str(tmp_path), "index": ""},
-                                  tmp_path / "eval", "online")
-    assert results["n"] == 1
-    with pytest.raises(UserError, match="^inputs/index is not set"):
-        task_glue.run_stage("eval", lambda *a: {}, build_config(["experiment.mode=retriever_context"]),
-                            {"ingest": str(tmp_path), "index": ""}, tmp_path / "eval", "online")
+
+
+class Connecting(Recorder):
+    """Records each connected section; `present` are parameters the task already carries (an agent's clone)."""
+
+    def __init__(self, present=()):
+        super().__init__()
+        self.connected: dict[str, dict] = {}
+        self.present = set(present)
+
+    def connect_section(self, values, name):
+        self.connected[name] = dict(values)
+        return values
+
+    def parameter_keys(self):
+        return self.present
+
+
+def connected_keys(tracker: Connecting) -> set[str]:
+    return {f"{s}/{k}" for s, values in tracker.connected.items() for k in values}
+
+
+@pytest.mark.parametrize("stage", ["ingest", "index", "eval", "finetune", "benchmark", "merge", "report"])
+def test_a_stage_connects_exactly_its_template_parameters(stage):
+    from pipelines.templates import template_parameters
+
+    tracker = Connecting()
+    task_glue.connect_config(tracker, build_config(["experiment.name=renamed"]), stage)
+    tracker.connect_section({name: "" for name in task_glue.STAGES[stage].inputs}, "inputs")
+    assert connected_keys(tracker) == set(template_parameters(stage))
+
+
+def test_a_dag_field_a_step_sets_is_connected_too():
+    """A shard step: locally its shard differs from the default; on an agent the clone carries it."""
+    local = Connecting()
+    task_glue.connect_config(local, build_config(["experiment.shards=2", "experiment.shard=1"]), "eval")
+    assert {"experiment/shard", "experiment/shards"} <= connected_keys(local)
+    agent = Connecting(present={"experiment/shard", "experiment/shards"})
+    task_glue.connect_config(agent, build_config([]), "eval")  # the values come back from the server
+    assert {"experiment/shard", "experiment/shards"} <= connected_keys(agent)
+    assert "experiment/modes" not in connected_keys(agent)
 
 
 def test_a_template_entry_without_its_input_exits_2_with_one_line(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
            "SLM_CACHE_DIR": str(tmp_path / "c"), "CLEARML_CACHE_DIR": str(tmp_path / "clearml"),
            "CLEARML_CONFIG_FILE": str(tmp_path / "none.conf")}
-    out = subprocess.run([sys.executable, str(ROOT / "clearml_tasks" / "index.py"),
+    out = subprocess.run([sys.executable, str(ROOT / "clearml_tasks" / "merge.py"),
                           f"experiment.output_dir={tmp_path / 'out'}"], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=180)
     assert out.returncode == 2, out.stderr[-2000:]
-    assert out.stderr.splitlines()[-1].startswith("error: inputs/ingest is not set")
+    assert out.stderr.splitlines()[-1].startswith("error: inputs/eval is not set")
     assert "Traceback" not in out.stderr

@@ -163,6 +163,11 @@ def test_make_tracker_picks_offline_or_online(recording):
     assert online.task_id == "task-2"
 
 
+EVAL_RESULTS = {"num_examples": 42, "duration_seconds": 12.345678, "token_recall": 0.7619047619047619,
+                "token_recall_ci_low": 0.29000000000000004, "token_recall_ci_high": 0.9, "cpu_ram_used_mb": 812.0,
+                "exact_match": 0.5, "mode": "oracle_context"}
+
+
 def test_results_go_to_the_console_as_single_values_and_as_one_table(recording, capsys):
     tracker = ClearMLTracker("p", "eval", "testing", offline=False)
     tracker.report_results(RESULTS, title="Final Metrics")
@@ -171,21 +176,53 @@ def test_results_go_to_the_console_as_single_values_and_as_one_table(recording, 
     assert [c[1] for c in calls if c[0] == "report_single_value"] == [("token_recall", 0.5), ("num_examples", 4)]
     (table,) = [c[2] for c in calls if c[0] == "report_table"]
     assert table["title"] == "Final Metrics" and table["series"] == "Summary"
-    assert table["table_plot"] == [["metric", "value"], ["token_recall", 0.5], ["num_examples", 4]]
+    assert table["table_plot"] == [["metric", "value", "95% CI low", "95% CI high"], ["token_recall", "0.5", "", ""],
+                                   ["num_examples", "4", "", ""]]
+
+
+def test_single_values_are_the_stage_metrics_in_order_and_the_table_is_rounded_with_cis(recording):
+    """SCALARS shows the single values as one row: a few, quality first, no CI bounds of their own; the
+    Final Metrics table holds every metric to 4 significant digits, each CI beside its metric."""
+    tracker = ClearMLTracker("p", "eval", "testing", offline=False,
+                             single_values=("token_recall", "exact_match", "duration_seconds", "gpu_ram_peak_mb"))
+    tracker.report_results(EVAL_RESULTS)
+    calls = recording.instance.calls
+    assert [c[1][0] for c in calls if c[0] == "report_single_value"] == ["token_recall", "exact_match",
+                                                                         "duration_seconds"]
+    (table,) = [c[2]["table_plot"] for c in calls if c[0] == "report_table"]
+    assert table[1] == ["token_recall", "0.7619", "0.29", "0.9"]
+    assert [row[0] for row in table[1:]] == ["token_recall", "exact_match", "cpu_ram_used_mb", "num_examples",
+                                             "duration_seconds"]
+    assert ["duration_seconds", "12.35", "", ""] in table
+    without = ClearMLTracker("p", "index", "data_processing", offline=False)  # no registry metrics: all but CIs
+    without.report_results(EVAL_RESULTS)
+    assert [c[1][0] for c in recording.instance.calls if c[0] == "report_single_value"][:2] == [
+        "token_recall", "exact_match"]
 
 
 def test_sections_properties_and_artifacts_reach_the_task(recording, tmp_path):
     tracker = ClearMLTracker("p", "eval", "testing", offline=False)
     assert tracker.connect_section({"top_k": 3}, name="retriever") == {"top_k": 9}  # edited values come back
     tracker.set_properties({"git_commit": "abc", "num": 3})
+    (tmp_path / "results.json").write_text('{"token_recall": 0.5, "meta": {}}')
     tracker.upload_artifact("output", tmp_path)
     tracker.report_image("Plots", tmp_path / "recall.png")
     calls = {c[0]: c for c in recording.instance.calls}
     assert calls["connect"][1:] == ("retriever", {"top_k": 3})
     assert calls["set_user_properties"][2] == {"git_commit": "abc", "num": "3"}  # as text
-    assert calls["upload_artifact"][2] == {"name": "output", "artifact_object": tmp_path, "wait_on_upload": True}
+    assert calls["upload_artifact"][2] == {"name": "output", "artifact_object": tmp_path, "wait_on_upload": True,
+                                           "preview": "1 files\nresults.json  (33 bytes)"}
     assert calls["report_image"][2]["series"] == "recall" and calls["report_image"][2]["local_path"] == \
         str(tmp_path / "recall.png")
+
+
+def test_plots_reach_the_task_as_plotly_figures(recording):
+    tracker = ClearMLTracker("p", "report", "custom", offline=False)
+    figure = {"data": [{"type": "bar", "x": ["a"], "y": [1]}], "layout": {}}
+    tracker.report_plot("Leaderboard", "token_recall per mode", figure)
+    calls = {c[0]: c[2] for c in recording.instance.calls}
+    assert calls["report_plotly"] == {"title": "Leaderboard", "series": "token_recall per mode", "figure": figure,
+                                      "iteration": 0}
 
 
 def test_an_offline_session_is_never_marked_failed(recording):

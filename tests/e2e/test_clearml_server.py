@@ -179,7 +179,7 @@ def test_register_stores_the_code_agents_run(server, source, templates):
         """)
     for stage, (repo, branch, commit, entry, status, tags, marker, top_k, help_text) in stored.items():
         assert (repo, branch, commit) == (source["repo"], source["branch"], source["commit"]), stage
-        assert entry == f"clearml_tasks/{stage}.py" and status == "created" and "template" in tags
+        assert entry == f"clearml_tasks/{stage}.py" and status == "published" and "template" in tags
         assert marker == templates[stage]
     assert stored["eval"][7] == "3" and "passages retrieved per question" in stored["eval"][8]
 

@@ -82,3 +82,28 @@ def test_saved_config_repeats_the_run_and_overrides_go_on_top(tmp_path):
     again = cli.load_config(args)
     assert again.experiment.max_samples == 2 and again.model == saved.model
     assert cli.load_config(cli.parse_args(cli.build_parser(), ["eval"])) == AppConfig()
+
+
+def _leaf_parsers(parser, path=()):
+    """(command path, parser) of every `slm` subcommand that runs something."""
+    import argparse
+
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser
+    for action in subs:
+        for name, sub in action.choices.items():
+            yield from _leaf_parsers(sub, (*path, name))
+
+
+def test_every_subcommand_says_what_it_does_and_what_it_needs():
+    from pipelines.cli import build_parser
+
+    leaves = dict(_leaf_parsers(build_parser()))
+    assert {("run",), ("eval",), ("templates", "register"), ("pipeline", "start"), ("sweep",), ("data", "ls"),
+            ("report",), ("config",), ("fleet", "agents"), ("pipeline", "plan")} <= set(leaves)
+    for path, parser in leaves.items():
+        text = parser.format_help()
+        assert parser.description and "Needs" in parser.description, f"slm {' '.join(path)}: {text[:300]}"
+    register = leaves[("templates", "register")].format_help()
+    assert "Needs a ClearML server" in register and "published" in register and "--runs-project" in register

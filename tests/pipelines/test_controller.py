@@ -52,7 +52,7 @@ def test_inputs_reference_parent_ids_and_eval_steps_set_their_mode():
 
 def test_every_override_key_is_a_parameter_the_template_connects():
     types = section_types()
-    for step in build_plan(build_config(OVERRIDES)):
+    for step in build_plan(build_config(OVERRIDES + ["experiment.shards=2", "experiment.eval_tuned=true"])):
         connected = templates.template_parameters(step["stage"])
         for key, value in step["parameter_override"].items():
             section, field = key.split("/")
@@ -64,7 +64,8 @@ def test_every_override_key_is_a_parameter_the_template_connects():
             else:
                 assert section in STAGES[step["stage"]].sections, key
                 assert field in field_types(types[section]), key
-            assert key in connected, key
+            # a shard's number and count: not on the template, connected where a step sets them
+            assert key in connected or key.replace("/", ".") in STAGES[step["stage"]].step_fields, key
 
 
 def test_changed_fields_reach_only_the_stages_that_read_them():
@@ -98,10 +99,29 @@ def test_pipeline_knobs_are_references_with_the_config_value_as_default():
     cfg = build_config(OVERRIDES)
     assert pipeline_parameters(cfg)["max_samples"] == 10
     assert pipeline_parameters(cfg)["model_path"] == "Qwen/Qwen3-0.6B"
+    # the preset's name is what model_path gives: left empty, so a NEW RUN editing model_path relabels too
+    assert pipeline_parameters(cfg)["model_name"] == ""
+    assert pipeline_parameters(build_config(["model.name=mine"]))["model_name"] == "mine"
     override = plan_by_name(*OVERRIDES)["eval_no_context"]["parameter_override"]
     assert override["experiment/max_samples"] == "${pipeline.max_samples}"
     assert override["model/path"] == "${pipeline.model_path}"
     assert all("." not in name for name in PIPELINE_PARAMETERS)  # ClearML splits ${pipeline.a.b}
+
+
+def test_a_knob_set_at_start_stays_a_reference_so_new_run_reaches_every_step():
+    """`slm pipeline start experiment.max_samples=8`: a grid of one point, whose steps carry the run's
+    fixed overrides among their own; they used to override the knob with a literal 8."""
+    from pipelines.grid import parse_grid
+
+    for multirun in (False, True):
+        grid = parse_grid(["experiment.max_samples=8"], multirun)
+        plan = {s["name"]: s for s in build_plan(grid.config(), grid=grid)}
+        for mode in ("no_context", "oracle_context", "retriever_context"):
+            assert plan[f"eval_{mode}"]["parameter_override"]["experiment/max_samples"] == "${pipeline.max_samples}"
+        assert pipeline_parameters(grid.config())["max_samples"] == 8  # NEW RUN's default
+    grid = parse_grid(["experiment.max_samples=4,8"], multirun=True)  # an axis is the step's own value
+    plan = {s["name"]: s for s in build_plan(grid.config(), grid=grid)}
+    assert plan["eval_no_context__max_samples-4"]["parameter_override"]["experiment/max_samples"] == "4"
 
 
 def test_sampling_without_a_seed_is_never_cached():
@@ -126,22 +146,52 @@ def test_missing_template_id_is_an_error_before_any_clearml_call():
         build_controller(plan, AppConfig(), base_task_ids={s: "x" for s in STAGES if s != "benchmark"})
 
 
-def test_template_parameters_are_the_sections_and_inputs_the_stage_connects():
+def test_template_parameters_are_what_the_stage_reads_less_what_only_the_dag_reads():
     data = AppConfig().to_dict()
     for stage in STAGES:
+        spec = STAGES[stage]
         params = templates.template_parameters(stage)
-        expected = {f"{s}/{f}" for s in STAGES[stage].sections for f in data[s]}
-        expected |= {f"inputs/{name}" for name in STAGES[stage].inputs}
-        assert set(params) == expected
-        assert params.get("inputs/ingest", "") == ""
+        expected = {f"{s}/{f}" for s in spec.template_sections for f in data[s]}
+        expected |= {f"inputs/{name}" for name in spec.inputs}
+        assert set(params) <= expected and all(params[f"inputs/{name}"] == "" for name in spec.inputs)
+    eval_params = templates.template_parameters("eval")
+    # one eval: its mode, not the modes the DAG fans out over, nor the DAG's shards, run name or folder
+    assert {k for k in eval_params if k.startswith("experiment/")} == {
+        "experiment/mode", "experiment/max_samples", "experiment/split", "experiment/bootstrap_samples"}
+    assert "model/max_input_tokens" not in eval_params and "model/path" in eval_params
+    # the dataset it ingests itself when inputs/ingest is empty, less what only the ingest task does (publish)
+    assert "dataset/path" in eval_params and "dataset/publish" not in eval_params
+    assert "retriever/top_k" in eval_params and "retriever/hit_ks" not in eval_params  # hit@k is the index's
+    index_params = templates.template_parameters("index")
+    assert "retriever/hit_ks" in index_params and "retriever/top_k" not in index_params
+    assert "dataset/publish" in templates.template_parameters("ingest")
+    assert {"finetune/r", "dataset/path"} <= set(templates.template_parameters("benchmark"))  # it trains its own
 
 
-def test_template_parameters_carry_the_config_help_as_descriptions():
+def test_template_parameters_carry_the_config_help_with_choices_as_descriptions():
     for stage in STAGES:
         descriptions = templates.parameter_descriptions(stage)
         assert set(descriptions) == set(templates.template_parameters(stage))
         assert all(descriptions.values())
-    assert "passages retrieved per question" in templates.parameter_descriptions("eval")["retriever/top_k"]
+    eval_help = templates.parameter_descriptions("eval")
+    assert "passages retrieved per question" in eval_help["retriever/top_k"]
+    assert eval_help["experiment/mode"].endswith("(one of: no_context, oracle_context, retriever_context)")
+    assert "clearml://<dataset id>" in eval_help["dataset/path"]
+    assert "empty: this task runs the ingest stage itself from its own dataset/*" in eval_help["inputs/ingest"]
+    assert "retriever_context" in eval_help["inputs/index"]
+    assert templates.parameter_descriptions("merge")["inputs/eval"].endswith("comma-separated; required")
+
+
+def test_a_template_describes_itself_and_where_its_runs_go():
+    text = templates.template_description("eval", "slm-experiments")
+    assert text.startswith("eval: answer every question in experiment.mode")
+    assert "experiment/mode (no_context | oracle_context | retriever_context)" in text
+    assert "experiment/max_samples" in text and "model/path" in text and "dataset/path" in text
+    assert "Produces: " in text and "predictions.jsonl" in text
+    assert "'eval · no_context · smollm2_135m_gguf · demo'" in text and "project slm-experiments" in text
+    assert all(templates.template_description(stage, "p") for stage in STAGES)
+    assert templates.default_runs_project("slm-experiments/templates") == "slm-experiments"
+    assert templates.default_runs_project("tmpl") == AppConfig().clearml.project
 
 
 def fake_git(answers: dict[tuple[str, ...], str]):
@@ -195,7 +245,7 @@ except UserError as e:
     refused = str(e)
 with open(sys.argv[1], "w") as f:
     json.dump({"plan": plan, "nodes": nodes, "parameters": controller.get_parameters(),
-               "refused": refused}, f)
+               "descriptions": controller._pipeline_args_desc, "refused": refused}, f)
 Task.current_task().close()
 """
 
@@ -212,6 +262,9 @@ def test_controller_builds_offline_with_placeholder_ids(tmp_path):
         assert node["base_task_id"] == f"template-{step['stage']}"
     assert built["parameters"]["max_samples"] == 10
     assert "offline" in built["refused"]
+    # ClearML writes a parameter's description under Args/<name> (NEW RUN shows it); it files the bare name
+    assert built["descriptions"]["Args/max_samples"].startswith("experiment.max_samples: questions per eval")
+    assert all(f"Args/{name}" in built["descriptions"] for name in PIPELINE_PARAMETERS)
 
 
 ROUND_TRIP = """

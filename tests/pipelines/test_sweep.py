@@ -56,7 +56,7 @@ def test_bad_specs_are_user_errors(text, message):
 
 def test_list_fields_and_all_fixed_spaces_are_refused():
     with pytest.raises(UserError, match="list"):
-        parse_param("eval", "retriever/hit_ks=choice:1,2")
+        parse_param("eval", "generation/stop_strings=choice:a,b")
     with pytest.raises(UserError, match="nothing to sweep"):
         parse_space("eval", ["experiment/mode=fixed:retriever_context"])
     with pytest.raises(UserError, match="twice"):
@@ -109,21 +109,24 @@ def test_every_sweepable_key_is_a_template_parameter():
         assert set(stage_parameter_types(stage)) == set(template_parameters(stage))
 
 
-def test_check_template_catches_a_missing_key_and_unset_inputs():
+def test_check_template_catches_a_missing_key_and_lets_a_job_build_its_empty_inputs():
     params = {k: str(v) for k, v in template_parameters("finetune").items()}
     space = parse_space("finetune", ["finetune/r=int:4:8"])
-    with pytest.raises(UserError, match="inputs/ingest"):
-        check_template("finetune", params, space)
-    check_template("finetune", {**params, "inputs/ingest": "abc"}, space)
+    check_template("finetune", params, space)  # inputs/ingest empty: each job ingests its own dataset/*
     check_template("finetune", params, space + [ParamSpec("inputs/ingest", "fixed", ("abc",))])
     renamed = {k.replace("finetune/r", "finetune/R"): v for k, v in params.items()}
     with pytest.raises(UserError, match="did you mean finetune/R"):
         check_template("finetune", {**renamed, "inputs/ingest": "abc"}, space)
 
 
-def test_an_eval_sweep_needs_the_index_only_when_a_job_retrieves():
+def test_an_input_no_job_can_build_must_be_set_only_where_a_job_reads_it(monkeypatch):
+    """An eval that could not build its index: the sweep refuses only when some job retrieves."""
+    import dataclasses
+
+    from clearml_tasks import stages
+
+    monkeypatch.setitem(stages.STAGES, "eval", dataclasses.replace(stages.STAGES["eval"], builds=("ingest",)))
     params = {k: str(v) for k, v in template_parameters("eval").items()}
-    params["inputs/ingest"] = "ingest-id"
     closed_book = parse_space("eval", ["generation/max_new_tokens=int:8:32:8"])
     check_template("eval", params, closed_book)  # the template's mode is no_context: no index needed
     with pytest.raises(UserError, match="no inputs/index"):
@@ -134,6 +137,8 @@ def test_an_eval_sweep_needs_the_index_only_when_a_job_retrieves():
     check_template("eval", {**params, "experiment/mode": "oracle_context"}, closed_book)
     with pytest.raises(UserError, match="no inputs/index"):
         check_template("eval", {**params, "experiment/mode": "retriever_context"}, closed_book)
+    check_template("eval", {**params, "inputs/index": "index-id"},
+                   parse_space("eval", ["retriever/top_k=int:1:5", "experiment/mode=fixed:retriever_context"]))
 
 
 class FakeJob:

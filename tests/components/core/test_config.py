@@ -14,7 +14,7 @@ def test_defaults_build_and_are_valid():
     assert cfg == AppConfig()
     assert cfg.experiment.mode == "no_context"
     assert cfg.experiment.max_samples == 0
-    assert cfg.model.name == "smollm2_135m_gguf"
+    assert cfg.model.name == ""  # follows model.path (test_presets.py: model_label)
     assert cfg.generation.stop_strings == ["\n"]
     assert changed_fields(cfg) == {}
 
@@ -105,3 +105,24 @@ def test_benchmark_and_generation_share_one_sampling_definition():
     for section in ("generation", "benchmark"):  # one set of checks, each naming its own section
         with pytest.raises(UserError, match=rf"invalid value for {section}\.top_k: -1"):
             build_config([f"{section}.top_k=-1"])
+
+
+def test_a_field_with_choices_lists_them_in_its_help():
+    """The help is what `slm config` prints and the templates' parameter descriptions show: a choice field
+    says what it accepts, a list field that each item must be one of them, a registry's choices are read live."""
+    from components.backends.registry import backend_choices
+    from components.core.config import MODES, field_choices, field_help
+
+    assert field_help("experiment", "mode").endswith(f"(one of: {', '.join(MODES)})")
+    assert field_help("experiment", "modes").endswith(f"(each one of: {', '.join(MODES)})")
+    assert field_choices("generation", "backend") == backend_choices()
+    assert field_help("generation", "backend").endswith(f"(one of: {', '.join(backend_choices())})")
+    assert field_choices("experiment", "max_samples") == () and "one of" not in field_help("experiment", "max_samples")
+    for key in all_keys():  # no field is left undocumented
+        assert field_help(*key.split(".")), key
+
+
+def test_model_max_input_tokens_is_gone():
+    """It was documented as "not read by any stage yet": a dead knob on every template."""
+    with pytest.raises(UserError, match="model.max_input_tokens"):
+        build_config(["model.max_input_tokens=512"])
