@@ -104,7 +104,7 @@ def cmd_stage(stage: str):
 
 
 def cmd_config(args) -> int:
-    from components.core.config import describe_config
+    from components.core.config_help import describe_config
 
     if args.section and "=" in args.section:  # `slm config a.b=c`: an override, not a section
         args.overrides, args.section = [args.section, *args.overrides], None

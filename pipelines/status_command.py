@@ -107,12 +107,19 @@ def _need_server(verb: str) -> None:
 
 def register(actions: argparse._SubParsersAction) -> None:
     """Add `status` and `resume` to the `pipeline` command group."""
-    p = actions.add_parser("status", help="each step of a pipeline: state, attempts, queue, task, agent")
+    p = actions.add_parser("status", help="each step of a pipeline: state, attempts, queue, task, agent",
+                           description="Each step of a pipeline, read from its controller task and the step tasks: "
+                                       "state, attempts, queue, task id and the agent that ran it. Needs a ClearML "
+                                       "server and the pipeline's controller task id.")
     p.add_argument("pipeline_id", help="the controller task's id (printed by `slm pipeline start`)")
     p.add_argument("--json", action="store_true", help="the same as JSON")
     p.set_defaults(func=cmd_pipeline_status)
     p = actions.add_parser("resume", help="continue a pipeline whose controller died: completed steps are kept, "
-                                          "running ones watched, failed ones retried")
+                                          "running ones watched, failed ones retried",
+                           description="Re-enqueue a pipeline's controller task after its agent died: it keeps the "
+                                       "completed steps, watches the running ones (a silent one is re-enqueued after "
+                                       "fleet.step_stale_after_s) and retries the failed ones. Needs a ClearML server, "
+                                       "the controller task id and an agent on the controller's queue.")
     p.add_argument("pipeline_id", help="the controller task's id")
     p.add_argument("--queue", help="queue to enqueue the controller on (default: the one it ran from)")
     p.add_argument("--force", action="store_true",

@@ -19,7 +19,8 @@ from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from clearml_tasks._clones import RUNS_PROJECT_PROPERTY, TEMPLATE_PROPERTY, TEMPLATE_TAG
-from components.core.config import AppConfig, field_choices, field_help
+from components.core.config import AppConfig
+from components.core.config_help import field_choices, field_help
 from components.core.errors import UserError
 from clearml_tasks.stages import STAGES
 

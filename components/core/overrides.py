@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from components.core.config import AppConfig, all_keys
+from components.core.config import AppConfig
+from components.core.config_help import all_keys
 from components.core.errors import UserError, did_you_mean
 from components.core.presets import GROUPS
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from components.backends.registry import BACKENDS, backend_choices, backend_help
-from components.core.config import GenerationConfig, describe_config
+from components.core.config import GenerationConfig
+from components.core.config_help import describe_config
 from components.core.errors import UserError
 from components.core.fileio import read_json, read_jsonl
 from components.core.outputs import PREDICTIONS_FILE, RESULTS_FILE

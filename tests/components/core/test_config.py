@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.core.config import AppConfig, all_keys
+from components.core.config import AppConfig
+from components.core.config_help import all_keys
 from components.core.errors import UserError
 from components.core.overrides import build_config, changed_fields
 
@@ -93,7 +94,8 @@ def test_all_keys_cover_every_section_field():
 def test_benchmark_and_generation_share_one_sampling_definition():
     import dataclasses
 
-    from components.core.config import BenchmarkConfig, GenerationConfig, SamplingConfig, field_help
+    from components.core.config import BenchmarkConfig, GenerationConfig, SamplingConfig
+    from components.core.config_help import field_help
 
     shared = [f.name for f in dataclasses.fields(SamplingConfig)]
     assert shared == ["max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "seed"]
@@ -111,7 +113,8 @@ def test_a_field_with_choices_lists_them_in_its_help():
     """The help is what `slm config` prints and the templates' parameter descriptions show: a choice field
     says what it accepts, a list field that each item must be one of them, a registry's choices are read live."""
     from components.backends.registry import backend_choices
-    from components.core.config import MODES, field_choices, field_help
+    from components.core.config import MODES
+    from components.core.config_help import field_choices, field_help
 
     assert field_help("experiment", "mode").endswith(f"(one of: {', '.join(MODES)})")
     assert field_help("experiment", "modes").endswith(f"(each one of: {', '.join(MODES)})")
