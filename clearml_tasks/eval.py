@@ -29,12 +29,22 @@ def body(cfg: AppConfig, inputs: dict, output_dir: Path, tracker: NullTracker) -
     if tracker.restore_progress(PARTIAL_ARTIFACT, output_dir / PARTIAL_FILE):
         print(f"found {PARTIAL_FILE} of an earlier attempt of this task", flush=True)
 
+    reported = [0]
+
+    def report_progress(done: int) -> None:
+        # one point per finished batch, also a sign of life; a resumed run reports the batches it reused
+        # (the attempt that did them may have died before its reports left)
+        for n in range(reported[0] + 1, done + 1):
+            tracker.report_scalar("progress", "batches_done", n, iteration=n)
+        reported[0] = max(reported[0], done)
+
     def keep(path: Path, done: int, total: int) -> None:
-        tracker.report_scalar("progress", "batches_done", done, iteration=done)  # also a sign of life
+        report_progress(done)
         tracker.keep_progress(PARTIAL_ARTIFACT, path, {"batches_done": done, "batches": total})
 
     results = run_eval(cfg, cfg.experiment.mode, inputs["ingest"], inputs.get("index"), output_dir,
                        progress=progress_bar, keep_progress=keep)
+    report_progress(results["num_batches"] if cfg.experiment.shard < 0 else reported[0])
     if results["resumed_batches"]:
         print(f"resumed: reused {results['resumed_batches']} of {results['num_batches']} batches from "
               f"{PARTIAL_FILE}, generated the rest", flush=True)

@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -94,6 +96,74 @@ def wait_until(what: str, check, timeout: float, every: float = 1.0):
         time.sleep(every)
 
 
+class TcpProxy:
+    """A loopback TCP forwarder this test controls, standing between the clients and one server port:
+    `stop()` closes its port and cuts every connection through it (the server is unreachable: connections
+    are refused, requests in flight are cut), `start()` opens the same port again."""
+
+    def __init__(self, target: str):
+        host, port = target.rsplit("//", 1)[-1].split(":")
+        self.target = (host, int(port.split("/")[0]))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.listener, self.conns, self.lock = None, set(), threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # stopped
+            try:
+                upstream = socket.create_connection(self.target, timeout=30)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns |= {client, upstream}
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            self._cut(sock)
+
+    def _cut(self, sock) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+        with self.lock:
+            self.conns.discard(sock)
+
+    def stop(self) -> None:
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept loop
+        self.listener.close()
+        with self.lock:
+            conns = list(self.conns)
+        for sock in conns:
+            self._cut(sock)
+
+
 class Fleet:
     """Non-docker agents started and killed by this test, each in its own process group with its own folders."""
 
@@ -164,8 +234,9 @@ def api(server) -> Api:
     return Api(server)
 
 
-def start_pipeline(env: dict, name: str, seed: int) -> str:
-    out = slm(env, "pipeline", "start", "--queue", STEPS_QUEUE, "--controller-queue", SERVICES_QUEUE, "--project",
+def start_pipeline(env: dict, name: str, seed: int, queue: str = STEPS_QUEUE,
+                   controller_queue: str = SERVICES_QUEUE) -> str:
+    out = slm(env, "pipeline", "start", "--queue", queue, "--controller-queue", controller_queue, "--project",
               TEMPLATES, f"clearml.project={PROJECT}", f"experiment.name={name}{RUN}", f"generation.seed={seed}",
               *PIPELINE)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -176,7 +247,6 @@ def finished(env: dict, controller_id: str, timeout: float = 900) -> dict:
     """The pipeline once its controller has finished: its status and log, each step's task, status, attempts,
     console log and output files (results.json and predictions.jsonl of the evals)."""
     return sdk(env, f"""
-        import hashlib
         controller = wait({controller_id!r}, {timeout})
         dag = controller.get_configuration_object_as_dict("Pipeline")
         steps = {{}}
@@ -194,11 +264,24 @@ def finished(env: dict, controller_id: str, timeout: float = 900) -> dict:
                 out["results"] = json.load(open(task.artifacts["results"].get_local_copy()))
                 out["scalars"] = task.get_reported_scalars()
                 out["single_values"] = task.get_reported_single_values()
+                out["plots"] = sorted({{(p["metric"], p["variant"]) for p in task.get_reported_plots()}})
             steps[name] = out
         children = [[t.name, str(t.status)] for t in Task.get_tasks(task_filter={{"parent": {controller_id!r}}})]
         print(json.dumps({{"status": str(controller.status), "steps": steps, "children": children,
                           "log": "\\n".join(controller.get_reported_console_output(number_of_reports=1000))}}))
         """, timeout=timeout + 300)
+
+
+def assert_reports_arrived(step: dict) -> None:
+    """Every report of an eval step is on the server: the progress scalar of each batch, a single value per
+    metric, the Final Metrics table, its artifacts."""
+    from components.core.formatting import numeric_metrics
+
+    assert sorted(set(step["scalars"]["progress"]["batches_done"]["x"])) == list(range(1, BATCHES + 1))
+    expected = numeric_metrics({k: v for k, v in step["results"].items() if k not in ("meta", "question_ids")})
+    assert set(expected) <= set(step["single_values"]), set(expected) - set(step["single_values"])
+    assert ["Final Metrics", "Summary"] in step["plots"]
+    assert {"output", "results", "predictions", "memory_usage"} <= set(step["artifacts"])
 
 
 def stable(results: dict) -> dict:
@@ -212,6 +295,7 @@ def assert_same_outputs(run: dict, reference: dict) -> None:
     for name, step in run["steps"].items():
         assert step and step["status"] == "completed" and "output" in step["artifacts"], (name, step)
     for name in EVALS:
+        assert "predictions.partial" not in run["steps"][name]["artifacts"], name  # dropped once complete
         assert run["steps"][name]["predictions"] == reference["steps"][name]["predictions"], name
         assert stable(run["steps"][name]["results"]) == stable(reference["steps"][name]["results"]), name
 
@@ -264,6 +348,7 @@ def test_an_agent_killed_mid_eval_is_detected_and_its_step_resumed_by_another_ag
     assert "slm: no sign of life for" in step["log"] and f"agent {victim['last_worker']}" in step["log"]
     reused = int(step["log"].split("resumed: reused ")[1].split()[0])
     assert reused >= done_at_kill and step["results"]["resumed_batches"] == reused
+    assert_reports_arrived(step)  # both attempts' reports, at their own iterations
     assert sum(1 for n, _ in run["children"] if n == victim["name"]) == 1  # the same task, not a second one
     print(f"agent killed: re-enqueued {detected_s:.0f} s after the kill (threshold 30 s), pipeline completed "
           f"{recovered_s:.0f} s after it; {reused} of {BATCHES} batches reused")
@@ -320,3 +405,59 @@ def test_a_controller_killed_mid_pipeline_continues_when_resumed_and_no_complete
     print(f"controller killed: resumed {resumed_at - killed_at:.0f} s after the kill (the operator's wait "
           f"included), pipeline completed {recovered_s:.0f} s after it; steps completed before: "
           f"{sorted(n for n, st in at_kill.items() if st == 'completed')}")
+
+
+def test_a_step_and_its_controller_survive_the_server_unreachable_for_a_minute(server, api, fleet, reference):
+    """The API and file servers unreachable for 60 s while an eval runs: every client of this pipeline (the
+    `slm` that starts it, its agents, hence its controller and steps) talks to the servers through loopback
+    proxies this test stops for 60 s. A restart of the server process itself would lose the in-memory
+    database stand-ins of the test server (mongomock, an Elasticsearch stand-in), so the proxy stands for the
+    outage. The step must finish with every scalar, single value, table and artifact it reported on the
+    server, the controller must not take it for dead (it could not see it: the silence is not counted) and
+    the pipeline must complete."""
+    from clearml.utilities.pyhocon import ConfigFactory
+
+    conf = ConfigFactory.parse_file(server["CLEARML_CONFIG_FILE"]) if server.get("CLEARML_CONFIG_FILE") else {}
+    files_host = server.get("CLEARML_FILES_HOST") or conf.get("api.files_server")
+    proxies = [TcpProxy(server["CLEARML_API_HOST"]), TcpProxy(files_host)]
+    for proxy in proxies:
+        proxy.start()
+    proxied = {**server, "CLEARML_API_HOST": proxies[0].url, "CLEARML_FILES_HOST": proxies[1].url}
+    queue, controller_queue = f"{STEPS_QUEUE}-proxied", f"{SERVICES_QUEUE}-proxied"
+    try:
+        fleet.start("steps-proxied", queue, env=proxied)
+        fleet.start("services-proxied", controller_queue, env=proxied)
+        controller_id = start_pipeline(proxied, "outage", seed=3, queue=queue, controller_queue=controller_queue)
+
+        def eval_under_way():
+            for task in api.children(controller_id):
+                meta = artifact_meta(task, "predictions.partial")
+                if task["name"] in EVALS and task["status"] == "in_progress" and meta and \
+                        int(meta.get("batches_done", 0)) >= 2:
+                    return task
+            return None
+
+        victim = wait_until("an eval under way", eval_under_way, 600, every=0.5)
+        for proxy in proxies:
+            proxy.stop()
+        time.sleep(60)
+        for proxy in proxies:
+            proxy.start()
+        back_at = time.monotonic()
+        run = finished(proxied, controller_id)  # its artifacts' addresses are the proxy's
+        recovered_s = time.monotonic() - back_at
+        step_done = api("tasks.get_all", id=[victim["id"]], only_fields=["completed"])["tasks"][0]["completed"]
+    finally:
+        for name in ("steps-proxied", "services-proxied"):
+            if name in fleet.procs:
+                fleet.stop(name)
+        for proxy in proxies:
+            proxy.stop() if proxy.listener and proxy.listener.fileno() != -1 else None
+    assert_same_outputs(run, reference)
+    assert "slm: no sign of life" not in run["log"]  # the controller did not count the outage as silence
+    for name in EVALS:
+        step = run["steps"][name]
+        assert step["attempts"] == 1 and step["log"].count("Running task id") == 1, name  # never given up on
+        assert_reports_arrived(step)
+    print(f"server unreachable 60 s during {victim['name']}: pipeline completed {recovered_s:.0f} s after the "
+          f"server came back; step completed at {step_done}")
