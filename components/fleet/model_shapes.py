@@ -5,6 +5,7 @@ read from a local folder's `config.json`, from a GGUF file's header (the embedde
 other hub id from its `config.json` alone (one small download, no weights)."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,8 +104,10 @@ def shape_from_config(config: dict) -> ModelShape:
         raise UserError(f"model config.json has no {e.args[0]}: not a decoder the memory estimate knows") from None
 
 
+@functools.lru_cache(maxsize=8)
 def shape_from_gguf(path: Path) -> ModelShape:
-    """A GGUF header's hyperparameters (no tensor is read)."""
+    """A GGUF header's hyperparameters (no tensor is read); parsed once per file and process (a plan asks
+    for every GPU step's)."""
     from gguf import GGUFReader
 
     reader = GGUFReader(str(path))
