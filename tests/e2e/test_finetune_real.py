@@ -182,8 +182,11 @@ def test_interrupted_run_resumes_from_its_checkpoint_through_the_stage_entry(ing
             self.model = (name, Path(folder), config, tags)
             return "model-1"
 
-    cfg = build_config(TRAIN_ARGS + ["finetune.max_steps=4", "finetune.save_steps=2", "finetune.logging_steps=1",
-                                     "finetune.eval_steps=100"])
+    from clearml_tasks._inputs import with_labels
+
+    # as run_stage hands it to the entry: the labels filled from the paths (model.name follows model.path)
+    cfg = with_labels(build_config(TRAIN_ARGS + ["finetune.max_steps=4", "finetune.save_steps=2",
+                                                 "finetune.logging_steps=1", "finetune.eval_steps=100"]))
     with pytest.raises(StopAtCheckpoint):
         run_finetune(cfg, ingest_dir, tmp_path, callbacks=[_crash_after_checkpoint(2)])
     assert (tmp_path / CHECKPOINT_DIR / "checkpoint-2").is_dir()
