@@ -275,7 +275,7 @@ def test_a_grid_pipeline_runs_every_step_and_a_second_start_is_cached(server, te
 def test_a_failing_step_is_retried_once(server, templates, agents):
     out = slm(server, "pipeline", "start", "--queue", STEPS_QUEUE, "--controller-queue", SERVICES_QUEUE,
               "--project", TEMPLATES, f"clearml.project={PROJECT}", f"experiment.name=fail{RUN}",
-              "dataset.path=/nope/missing.jsonl", *TINY)
+              "dataset.path=/nope/missing.jsonl", "fleet.retries=1", *TINY)
     assert out.returncode == 0, out.stderr[-3000:]
     controller_id = out.stdout.split("controller task ")[1].split()[0]
     status, steps, runs, retries = sdk(server, f"""
@@ -287,7 +287,7 @@ def test_a_failing_step_is_retried_once(server, templates, agents):
                           sorted(set(re.findall(r"retry number (\\d+)", log)))]))
         """, timeout=700)
     assert status == "failed"
-    # ClearML retries a step by re-enqueueing the same task: it ran twice, and was retried once, no more
+    # fleet.retries=1 (the default is 3): ClearML re-enqueues the same task, so it ran twice, retried once, no more
     assert steps == ["failed"] and runs == 2 and retries == ["1"]
 
 
