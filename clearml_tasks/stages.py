@@ -201,9 +201,9 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("eval", "testing", ("experiment", "model", "retriever", "prompt", "generation"),
           inputs=("ingest", "index"), only_when={"retriever": _retrieval, "index": _retrieval},
           cache_ignored={"experiment": ("name", "modes", "output_dir", "eval_tuned")},
-          metrics=(*QA_METRICS, "context_has_answer_rate", "share_hit_max_new_tokens", "duration_seconds",
-                   "seconds_per_question", "generated_tokens_per_second", "cpu_ram_used_mb", "gpu_ram_peak_mb",
-                   *ENERGY),
+          metrics=(*QA_METRICS, "num_examples", "context_has_answer_rate", "share_hit_max_new_tokens",
+                   "duration_seconds", "seconds_per_question", "generated_tokens_per_second", "cpu_ram_used_mb",
+                   "gpu_ram_peak_mb", *ENERGY),
           fan_out=FanOut("experiment.mode", "experiment.modes"),
           shards=Shards("experiment.shards", "experiment.shard", joiner="merge"),
           after=After("finetune", "experiment.eval_tuned", "tuned", "model.adapter", overrides=_adapter_base),
@@ -233,7 +233,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("merge", "data_processing", (), inputs=("eval",), many=("eval",), cli=False,
           produces="the eval's outputs, as one unsharded eval's (pipelines add this step; inputs/eval = the "
                    "shard task ids, comma-separated)",
-          metrics=(*QA_METRICS, "duration_seconds", "seconds_per_question"),
+          metrics=(*QA_METRICS, "num_examples", "duration_seconds", "seconds_per_question"),
           help="join the shards of one eval into its predictions and metrics"),
     # The leaderboard over every eval of a run or grid.
     Stage("report", "custom", (), inputs=("eval",), many=("eval",), cli=False, gathers="eval", only_in_run=True,

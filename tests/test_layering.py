@@ -104,3 +104,15 @@ def test_the_subpackage_rule_sees_a_back_edge():
     assert not allowed("components.data.readers", "components.backends.models"), "siblings stay apart"
     assert allowed("components.stages.eval", "components.backends.base")
     assert allowed("components.core.config", "components.backends.registry")
+
+
+def test_test_files_have_unique_names():
+    # tests/ has no __init__.py, so pytest imports each test file by its bare name: two files with one name
+    # in different folders stop collection ("import file mismatch") on a clean clone.
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, "test files share a name: " + "; ".join(clashes)

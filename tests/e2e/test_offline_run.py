@@ -164,7 +164,7 @@ def test_eval_single_values_and_final_metrics(offline):
     for key in STAGES["eval"].metrics:
         if key in results:
             assert singles[key] == pytest.approx(results[key]), key
-    assert "token_recall" in singles
+    assert singles["token_recall"] == pytest.approx(results["token_recall"]) and singles["num_examples"] == 4
     plots = [e for e in events if e["type"] == "plot" and e["metric"] == "Final Metrics"]
     assert len(plots) == 1 and plots[0]["variant"] == "Summary"
     cells = json.loads(plots[0]["plot_str"])["data"][0]["cells"]["values"]
