@@ -74,6 +74,7 @@ class FakeGenerator:
     fail_after: int | None = None  # raise Interrupted on the batch after this many
     backend: str = "fake"
     backend_version: str = "fake 1.0"
+    precision: str = "float32"
     source: str = "fake-model"
     model_size_bytes: int = 4096
     tokenizer: FakeTokenizer = field(default_factory=FakeTokenizer)

@@ -55,8 +55,10 @@ def load_entry(name: str, folder: Path, relevant: Callable[[dict], dict[str, obj
     folder = Path(folder)
     results = read_json(folder / RESULTS_FILE)
     task = read_json(folder / TASK_FILE) if (folder / TASK_FILE).is_file() else {}
-    return EvalEntry(name, results, read_jsonl(folder / PREDICTIONS_FILE), relevant(results["meta"]["config"]),
-                     folder, task)
+    config = relevant(results["meta"]["config"])
+    if results.get("precision"):  # model.dtype=auto resolves per machine: evals of another precision are
+        config["model.precision"] = results["precision"]  # another system, never mixed silently
+    return EvalEntry(name, results, read_jsonl(folder / PREDICTIONS_FILE), config, folder, task)
 
 
 def short(value) -> str:

@@ -19,6 +19,7 @@ MODEL_FEATURES = ("adapter", "load_in_4bit", "load_in_8bit")
 class Generator(Protocol):
     backend: str  # its registry name, recorded with every result, with backend_version
     backend_version: str
+    precision: str  # what it computes in (bfloat16, float32, nf4/float32, q8_0...), recorded with results
     source: str  # the weights it runs (part of a resumable run's fingerprint)
     model_size_bytes: int
     tokenizer: Any  # the model's own: renders the chat template and counts prompt tokens

@@ -47,6 +47,10 @@ class HFGenerator:
         return f"transformers {transformers.__version__}"
 
     @property
+    def precision(self) -> str:
+        return self.lm.precision
+
+    @property
     def model_size_bytes(self) -> int:
         return self.lm.model_size_bytes
 

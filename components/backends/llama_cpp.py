@@ -43,6 +43,40 @@ def import_llama_cpp():
 
 
 WEIGHT_TYPES = {"f32": "LLAMA_FTYPE_ALL_F32", "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0"}
+# GGUF file types whose CPU kernels are slow (no GEMM tiling, no repacking): measured for Q4_1, the
+# embedded model's type, at 270-310 prompt tokens/s vs 630-750 for a q8_0 copy (README, Performance).
+SLOW_ON_CPU = ("LLAMA_FTYPE_MOSTLY_Q4_1",)
+# What `auto` converts such a file to: the faster of q8_0 / f32 whose answers stay inside the hf
+# reference's CI on the 2,655-question NQ set (README, Performance).
+AUTO_WEIGHTS = "q8_0"
+
+
+def file_type(gguf: Path) -> int:
+    """The GGUF's `general.file_type` (a LLAMA_FTYPE_* value), read with the vocabulary only (~0.1 s)."""
+    llama = import_llama_cpp()
+    llama.llama_backend_init()
+    params = llama.llama_model_default_params()
+    params.vocab_only = True
+    model = llama.llama_model_load_from_file(str(gguf).encode(), params)
+    if not model:
+        raise UserError(f"model.gguf_file: llama.cpp cannot read {gguf}")
+    try:
+        value = ctypes.create_string_buffer(32)
+        if llama.llama_model_meta_val_str(model, b"general.file_type", value, len(value)) < 0:
+            return -1  # not recorded: treat as a type with fast kernels
+        return int(value.value or -1)
+    finally:
+        llama.llama_model_free(model)
+
+
+def chosen_weights(gguf: Path, weights: str) -> str:
+    """generation.llama_cpp_weights resolved: `auto` keeps the file as it is unless its type is slow on
+    CPU (then AUTO_WEIGHTS)."""
+    if weights != "auto":
+        return weights
+    llama = import_llama_cpp()
+    slow = {getattr(llama, name) for name in SLOW_ON_CPU if hasattr(llama, name)}
+    return AUTO_WEIGHTS if file_type(gguf) in slow else "as_is"
 
 
 def converted_gguf(gguf: Path, weights: str, cache_dir: Path) -> Path:
@@ -113,7 +147,7 @@ class LlamaCppGenerator:
             raise UserError("generation.backend=llama_cpp runs GGUF files, and model.path names a plain "
                             "checkpoint; point model.path/model.gguf_file at a GGUF or use generation.backend=hf")
         import_llama_cpp()  # the missing-extra error before the tokenizer work
-        weights = converted_gguf(gguf, gen.llama_cpp_weights, cache_root() / "gguf")
+        weights = converted_gguf(gguf, chosen_weights(gguf, gen.llama_cpp_weights), cache_root() / "gguf")
         return cls(weights, gguf_tokenizer(gguf))
 
     @classmethod
@@ -132,6 +166,9 @@ class LlamaCppGenerator:
         self.source = str(gguf)
         self.backend_version = f"llama-cpp-python {self.llama.__version__}"
         self.model_size_bytes = int(self.llama.llama_model_size(self.model))
+        desc = ctypes.create_string_buffer(128)  # "llama 135M Q8_0": the weights' type last
+        self.llama.llama_model_desc(self.model, desc, len(desc))
+        self.precision = desc.value.decode(errors="replace").rpartition(" ")[2].lower() or "gguf"
         self.tokenizer = tokenizer
         self.n_threads = n_threads or cpu_threads()
         self.n_batch = n_batch

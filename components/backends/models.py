@@ -32,6 +32,7 @@ class LoadedModel:
     device: str
     model_size_bytes: int
     source: str  # the folder or hub id the weights came from
+    precision: str = "float32"  # what it computes in (precision_name)
 
 
 def packaged_gguf_path(cfg: ModelConfig) -> Path:
@@ -173,12 +174,35 @@ def resolve_device(cfg: ModelConfig) -> str:
     return cfg.device
 
 
-def resolve_dtype(cfg: ModelConfig, device: str):
+def cpu_has_native_bf16() -> bool:
+    """The CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX): oneDNN's bf16 matmuls then run ~2.5x
+    float32's. Elsewhere bf16 is emulated and slower than float32."""
     import torch
 
-    if cfg.dtype == "auto":
-        return torch.bfloat16 if device == "cuda" else torch.float32
-    return getattr(torch, cfg.dtype)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's CPUID reads
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_dtype(cfg: ModelConfig, device: str, cpu_bf16: bool = False):
+    """model.dtype as a torch dtype. auto: bfloat16 on CUDA; on CPU float32, or bfloat16 where the caller
+    opts in (`cpu_bf16`: the hf backend's inference, its answers held to float32's on the 2,655-question NQ
+    set, README Performance) and the CPU has native bf16. Elsewhere CPU stays float32: training (the
+    Trainer has no CPU mixed precision, and pure bf16 weights round most AdamW updates away),
+    bitsandbytes' CPU kernels and vLLM's CPU build."""
+    import torch
+
+    if cfg.dtype != "auto":
+        return getattr(torch, cfg.dtype)
+    if device == "cuda":
+        return torch.bfloat16
+    return torch.bfloat16 if cpu_bf16 and cpu_has_native_bf16() else torch.float32
+
+
+def precision_name(model, quantized: str | None = None) -> str:
+    """What a model computes in, recorded with every result: `bfloat16`, `float32`, `nf4/float32` (4-bit
+    weights, float32 compute)... Results of different precisions are never mixed silently."""
+    dtype = str(getattr(model, "dtype", "")).removeprefix("torch.")
+    return f"{quantized}/{dtype}" if quantized else dtype
 
 
 def quantization_key(cfg: ModelConfig) -> str | None:
@@ -230,8 +254,8 @@ class _OnceFilter(logging.Filter):
 
 def quantization_config(cfg: ModelConfig, device: str):
     """bitsandbytes settings for a 4/8-bit load (None without one): NF4 with double quantization for
-    4-bit (QLoRA's recipe), computing in the device's dtype (bf16 on CUDA, float32 on CPU, where bf16
-    matmuls are slow; model.dtype when set)."""
+    4-bit (QLoRA's recipe), computing in the device's dtype (bf16 on CUDA, float32 on CPU, where
+    bitsandbytes' kernels are written for it; model.dtype when set)."""
     key = quantization_key(cfg)
     if key is None:
         return None
@@ -270,13 +294,14 @@ def model_size_bytes(model) -> int:
     return sum(t.numel() * t.element_size() for t in unique.values())
 
 
-def load_model(cfg: ModelConfig) -> LoadedModel:
+def load_model(cfg: ModelConfig, training: bool = False) -> LoadedModel:
     from transformers import AutoModelForCausalLM
 
     source = resolve_weights(cfg)
     device = resolve_device(cfg)
     quant = quantization_config(cfg, device)
-    kwargs = dict(dtype=resolve_dtype(cfg, device), trust_remote_code=cfg.trust_remote_code,
+    kwargs = dict(dtype=resolve_dtype(cfg, device, cpu_bf16=not training and quant is None),
+                  trust_remote_code=cfg.trust_remote_code,
                   use_safetensors=True)
     if quant is not None:
         import torch
@@ -300,8 +325,10 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     model.eval()
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
+    quantized = "nf4" if cfg.load_in_4bit else "int8" if cfg.load_in_8bit else None
     return LoadedModel(model=model, tokenizer=tokenizer, device=device,
-                       model_size_bytes=model_size_bytes(model), source=source)
+                       model_size_bytes=model_size_bytes(model), source=source,
+                       precision=precision_name(model, quantized))
 
 
 @contextmanager

@@ -105,12 +105,13 @@ class VLLMGenerator:
         # and hf is the reference there. generation.backend=vllm still runs the CPU build.
         return resolve_device(cfg) == "cuda" and installed("vllm")
 
-    def __init__(self, llm, tokenizer, source: str, version: str, model_size_bytes: int):
+    def __init__(self, llm, tokenizer, source: str, version: str, model_size_bytes: int, precision: str = ""):
         self.llm = llm
         self.tokenizer = tokenizer
         self.source = source
         self.backend_version = f"vllm {version}"
         self.model_size_bytes = model_size_bytes
+        self.precision = precision
 
     @classmethod
     def from_source(cls, source: str, cfg: ModelConfig, gen: GenerationConfig, device: str) -> "VLLMGenerator":
@@ -121,7 +122,7 @@ class VLLMGenerator:
                 os.environ.setdefault(key, value)  # read by vLLM's worker processes; a user's own value wins
         llm = vllm.LLM(**kwargs)
         return cls(llm, load_tokenizer(source, cfg), source, vllm.__version__,
-                   weights_bytes(source, kwargs["dtype"]))
+                   weights_bytes(source, kwargs["dtype"]), kwargs["dtype"])
 
     def prepare(self, prompt_ids: Sequence[Sequence[int]]) -> None:
         """Nothing: vLLM's prefix cache finds the shared head by itself."""

@@ -22,7 +22,7 @@ DATASET_FORMATS = ("auto", "normalized", "nq_open", "nq_merged", "lost_in_middle
 SPLITS = ("all", "train", "test")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
-LLAMA_CPP_WEIGHTS = ("as_is", "q8_0", "f32")
+LLAMA_CPP_WEIGHTS = ("auto", "as_is", "q8_0", "f32")
 FINETUNE_METHODS = ("lora", "qlora")
 
 
@@ -187,10 +187,11 @@ def _default(cls: type, name: str, default: Any) -> Any:
 class GenerationConfig(SamplingConfig):
     section: ClassVar[str] = "generation"
     backend: str = _f("hf", backend_help, backend_choices)
-    llama_cpp_weights: str = _f("as_is", "llama_cpp only: as_is runs the GGUF as given; q8_0 / f32 run a copy "
-                                         "converted once into the cache: f32 holds exactly the weights hf runs "
-                                         "(the same answers), q8_0 has fast CPU kernels where the file's type "
-                                         "has none (Q4_1)", LLAMA_CPP_WEIGHTS)
+    llama_cpp_weights: str = _f("auto", "llama_cpp only: as_is runs the GGUF as given; q8_0 / f32 run a copy "
+                                        "converted once into the cache: f32 holds exactly the weights hf runs "
+                                        "(the same answers), q8_0 has fast CPU kernels where the file's type "
+                                        "has none (Q4_1); auto: q8_0 for such a type, else as_is",
+                                LLAMA_CPP_WEIGHTS)
     batch_size: int = _f(64, "prompts per batch, an upper bound; batches are length-sorted")
     max_batch_tokens: int = _f(16384, "padded prompt tokens per batch; long-context batches get fewer rows; "
                                       "0 = no cap")

@@ -5,6 +5,7 @@ read from a local folder's `config.json`, from a GGUF file's header (the embedde
 other hub id from its `config.json` alone (one small download, no weights)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
@@ -106,8 +107,29 @@ def shape_from_config(config: dict) -> ModelShape:
 
 @functools.lru_cache(maxsize=8)
 def shape_from_gguf(path: Path) -> ModelShape:
-    """A GGUF header's hyperparameters (no tensor is read); parsed once per file and process (a plan asks
-    for every GPU step's)."""
+    """A GGUF header's hyperparameters (no tensor is read). Parsing the header (its 49k-token vocabulary
+    field by field) costs ~1 s, paid at every eval step's start: parsed once per file into the cache
+    (`SLM_CACHE_DIR/shapes`, keyed like the converted checkpoint) and once per process."""
+    from components.backends.models import gguf_cache_key
+    from components.core.fileio import read_json, write_json
+    from components.core.outputs import cache_root
+
+    cached = cache_root() / "shapes" / f"{path.stem}-{gguf_cache_key(path)}.json"
+    if cached.is_file():
+        try:
+            return ModelShape(**read_json(cached))
+        except (TypeError, ValueError, UserError):
+            pass  # written by another version of ModelShape: parse again
+    shape = _parse_gguf_header(path)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_json(cached, dataclasses.asdict(shape))  # atomic: a reader never sees half a file
+    except OSError:
+        pass  # a read-only cache: parse each time
+    return shape
+
+
+def _parse_gguf_header(path: Path) -> ModelShape:
     from gguf import GGUFReader
 
     reader = GGUFReader(str(path))

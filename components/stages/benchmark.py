@@ -217,7 +217,7 @@ def run_benchmark(cfg: AppConfig, ingest_dir: Path, finetune_dir: Path, output_d
         "model": cfg.model.name, "adapter_dir": str(adapter_dir), "quantization": quantization(model),
         "finetune_method": method,
         "model_size_mb": round(generator.model_size_bytes / MB, 2), "backend": generator.backend,
-        "backend_version": generator.backend_version,
+        "backend_version": generator.backend_version, "precision": generator.precision,
         **{f"generation_seconds_{m}": round(seconds[m], 3) for m in MODELS},
         **{f"generated_tokens_per_second_{m}": round(sum(r["new_tokens"] for r in rows[m]) / seconds[m], 2)
            if seconds[m] else 0.0 for m in MODELS},

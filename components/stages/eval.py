@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from components.core.clock import process_age_seconds
 from components.core.config import AppConfig
 from components.core.fileio import write_json, write_jsonl
 from components.backends.generation import Generated, plan_batches, plan_fingerprint
@@ -56,7 +57,7 @@ def assemble_results(cfg: AppConfig, mode: str, rows: list[dict], generator: Gen
     new_tokens = sum(r["new_tokens"] for r in rows)
     results.update(
         model=cfg.model.name, adapter=cfg.model.adapter, dataset=cfg.dataset.name, backend=generator.backend,
-        backend_version=generator.backend_version,
+        backend_version=generator.backend_version, precision=generator.precision,
         model_size_bytes=generator.model_size_bytes, model_size_mb=round(generator.model_size_bytes / MB, 2),
         retriever_index_size_bytes=contexts.index_size_bytes,
         retriever_index_size_mb=round(contexts.index_size_bytes / MB, 3),
@@ -81,6 +82,7 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
     the unsharded predictions (components.stages.merge). `keep_progress(partial file, batches finished,
     batches of this run)` is called after each batch is appended (an agent uploads the file there)."""
     started = time.perf_counter()
+    age_at_start = process_age_seconds()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     # A rerun replaces these; if it then fails, no stale results.json may pass for its result.
@@ -91,7 +93,8 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
     memory.record("build contexts")
     load_start = time.perf_counter()
     generator = generator or shared_generator(cfg.model, cfg.generation)
-    timing: dict[str, float] = {"load_model_seconds": time.perf_counter() - load_start}
+    timing: dict[str, float] = {"process_age_at_eval_seconds": age_at_start,
+                                "load_model_seconds": time.perf_counter() - load_start}
     memory.record("load model")
 
     clock = time.perf_counter()
@@ -119,6 +122,7 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
             batch = batches[b]
             rows = log.done.get(b)
             if rows is None:
+                timing.setdefault("process_age_at_first_batch_seconds", process_age_seconds())
                 outputs = generator.generate([token_ids[i] for i in batch], cfg.generation,
                                              seed=cfg.generation.seed + b, timings=timing)
                 clock = time.perf_counter()

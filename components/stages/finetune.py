@@ -159,7 +159,7 @@ def build_lora_model(cfg: AppConfig):
     ft = cfg.finetune
     qlora = ft.method == "qlora"
     model_cfg = dataclasses.replace(cfg.model, load_in_4bit=qlora, load_in_8bit=False)
-    lm = load_model(model_cfg)
+    lm = load_model(model_cfg, training=True)
     model = lm.model
     model.config.use_cache = False  # the KV cache is useless in training and warns with checkpointing
     if qlora:

@@ -14,7 +14,7 @@ from components.core.fileio import read_json, read_jsonl, write_json, write_json
 from components.core.outputs import MEMORY_FILE, PREDICTIONS_FILE, RESULTS_FILE, clear_outputs
 
 # Carried from the shards unchanged: they describe the model, the data and the index, not the shard.
-SHARED_KEYS = ("model", "dataset", "backend", "backend_version", "model_size_bytes", "model_size_mb",
+SHARED_KEYS = ("model", "dataset", "backend", "backend_version", "precision", "model_size_bytes", "model_size_mb",
                "retriever_index_size_bytes", "retriever_index_size_mb")
 PEAK_KEYS = ("cpu_ram_used_mb", "gpu_ram_used_mb", "gpu_ram_peak_mb", "reserved_gpu_ram_mb")
 
@@ -34,8 +34,9 @@ def _check_shards(shards: list[tuple[dict, list[dict]]]) -> None:
     if numbers != list(range(first["shards"])):
         raise UserError(f"shards {numbers} do not cover 0..{first['shards'] - 1} exactly once")
     for results, _ in shards[1:]:
-        # backend: with generation.backend=auto, agents of different kinds may resolve it differently
-        for key in ("plan", "question_ids", "mode", "backend", "backend_version"):
+        # backend, precision: with generation.backend=auto / model.dtype=auto, agents of different kinds may
+        # resolve them differently
+        for key in ("plan", "question_ids", "mode", "backend", "backend_version", "precision"):
             if results.get(key) != first.get(key):
                 raise UserError(f"shard {results['shard']} differs from shard {first['shard']} in {key}: they "
                                 "come from different eval settings and cannot be merged")

@@ -120,7 +120,7 @@ def test_saved_adapter_reloads_and_changes_the_model(trained, ingest_dir):
     from components.backends.models import peft_wrapping
 
     cfg, out, _ = trained
-    lm = load_model(cfg.model)
+    lm = load_model(cfg.model, training=True)  # what the fine-tune trained on
     train = training_examples(cfg, lm.tokenizer, ingest_dir)[0][:8]
     prompt = {"input_ids": torch.tensor([train[0]["input_ids"][:-2]])}
     with torch.no_grad():

