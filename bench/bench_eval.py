@@ -1,18 +1,24 @@
-"""Eval speed: whole-process `slm eval` per backend vs a naive per-question HF `generate` loop and vs
-llama.cpp used the simple way (one `create_chat_completion` per question), all in one run.
+"""Eval speed: whole-process `slm eval` (the default and other backends) against the peers that run here,
+all in one run: a naive per-question HF `generate` loop, llama.cpp used the simple way (one
+`create_chat_completion` per question) and lm-evaluation-harness (when installed: `pip install -e '.[bench]'`).
 
 Run: .venv/bin/python bench/bench_eval.py [--mode no_context|oracle_context] [--questions N]
-                                          [--backends hf,llama_cpp,llama_cpp:q8_0,llama_cpp:f32]
+                                          [--backends hf,llama_cpp,hf:float32,llama_cpp:f32]
 
 Workloads: `no_context` = the first 64 NQ-open dev questions, closed book; `oracle_context` = the first 48
 questions of nq-open-oracle.jsonl.gz with their gold passage in the prompt. Everything uses the embedded
 SmolLM2-135M, the same user messages (the project's prompt templates), greedy decoding and 32 new tokens.
+- `slm eval` as a user runs it, once per setting (converted models cached, as after a first run): `hf` is
+  the default; `hf:float32` pins model.dtype; `llama_cpp` its default weights, `llama_cpp:f32` others;
 - naive loop: loads the GGUF through transformers `gguf_file=` in its own process (load time included),
-  renders the chat template and calls `generate` one question at a time;
+  renders the chat template and calls `generate` one question at a time (float32, transformers' default);
 - simple llama.cpp: `Llama(gguf)` on the same embedded file, one `create_chat_completion` per question
   with `stop=["\\n"]` (the project's stop rule), n_threads = the cores;
-- `slm eval` as a user runs it, once per backend (converted models cached, as after a first run).
-Prints wall times, ratios against both baselines, token recall of each, and where `slm eval`'s time went.
+- lm-evaluation-harness: see LM_EVAL below.
+Prints wall times, ratios against every baseline, token recall of each; then where each `slm eval`'s time
+went, from process start to its first batch (the fixed cost) and after; and the prefill rate in FLOP/s
+(2 x the decoder's linear weights per prompt token) as a share of this machine's peak at the precision
+the run used, measured on a large matmul in this process.
 """
 from __future__ import annotations
 
@@ -75,6 +81,44 @@ for m in messages:
 json.dump({"predictions": out, "seconds": time.perf_counter() - start}, open(sys.argv[4], "w"))
 '''
 
+# lm-evaluation-harness (the `[bench]` extra): its HF model on the same plain checkpoint the hf backend loads
+# (the cached conversion of the embedded GGUF), a generate_until task over the same user messages through
+# the tokenizer's chat template, greedy, 32 new tokens, stop at a newline, batches of 64 (our batch size).
+LM_EVAL = r'''
+start = time.perf_counter()
+import tempfile
+from lm_eval import simple_evaluate
+from lm_eval.tasks import TaskManager
+from components.core.config import ModelConfig
+from components.backends.models import resolve_weights
+tmp = Path(tempfile.mkdtemp())
+with open(tmp / "questions.jsonl", "w") as f:
+    for m in messages:
+        f.write(json.dumps({"text": m, "target": ""}) + "\n")
+(tmp / "slm_bench.yaml").write_text(f"""task: slm_bench
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {tmp / 'questions.jsonl'}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{text}}}}"
+doc_to_target: "{{{{target}}}}"
+generation_kwargs:
+  until: ["\\n"]
+  max_gen_toks: 32
+  do_sample: false
+metric_list:
+  - metric: exact_match
+""")
+results = simple_evaluate(model="hf", model_args={"pretrained": resolve_weights(ModelConfig()), "dtype": "float32"},
+                          tasks=["slm_bench"], batch_size=64, device="cpu", apply_chat_template=True, log_samples=True,
+                          task_manager=TaskManager(include_path=str(tmp)), bootstrap_iters=0)
+samples = sorted(results["samples"]["slm_bench"], key=lambda s: s["doc_id"])
+out = [s["filtered_resps"][0].strip() for s in samples]
+json.dump({"predictions": out, "seconds": time.perf_counter() - start}, open(sys.argv[4], "w"))
+'''
+
 
 def run_baseline(script: str, data: Path, n: int, mode: str, workdir: Path) -> tuple[float, list[str]]:
     out = workdir / "baseline.json"
@@ -85,9 +129,13 @@ def run_baseline(script: str, data: Path, n: int, mode: str, workdir: Path) -> t
 
 
 def backend_overrides(spec: str) -> list[str]:
-    """`llama_cpp:q8_0` -> generation.backend=llama_cpp generation.llama_cpp_weights=q8_0."""
-    backend, _, weights = spec.partition(":")
-    return [f"generation.backend={backend}"] + ([f"generation.llama_cpp_weights={weights}"] if weights else [])
+    """`llama_cpp:f32` -> generation.backend=llama_cpp generation.llama_cpp_weights=f32;
+    `hf:float32` -> generation.backend=hf model.dtype=float32."""
+    backend, _, variant = spec.partition(":")
+    if not variant:
+        return [f"generation.backend={backend}"]
+    key = "generation.llama_cpp_weights" if backend == "llama_cpp" else "model.dtype"
+    return [f"generation.backend={backend}", f"{key}={variant}"]
 
 
 def run_ours(spec: str, data: Path, n: int, mode: str, workdir: Path) -> tuple[float, dict]:
@@ -100,27 +148,61 @@ def run_ours(spec: str, data: Path, n: int, mode: str, workdir: Path) -> tuple[f
     return time.perf_counter() - start, json.loads((out / "results.json").read_text())
 
 
+def matmul_peak(precision: str, size: int = 2048, repeats: int = 8) -> float:
+    """FLOP/s of a large square matmul at `precision` (a torch dtype name), best of `repeats`."""
+    import torch
+
+    dtype = getattr(torch, precision, None)
+    if not isinstance(dtype, torch.dtype):
+        return 0.0
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
+def fixed_cost(r: dict) -> str:
+    t = r["timing"]
+    if "process_age_at_first_batch_seconds" not in t:
+        return "no timeline recorded"
+    before, first = t["process_age_at_eval_seconds"], t["process_age_at_first_batch_seconds"]
+    prefill, decode = t.get("prefill_seconds", 0.0), t.get("decode_seconds", 0.0)
+    rest = before + r["duration_seconds"] - first - prefill - decode  # scoring, writing the outputs
+    return (f"first batch at {first:.2f} s = start, imports, config, ingest {before:.2f} + model load "
+            f"{t['load_model_seconds']:.2f} + tokenize {t['tokenize_seconds']:.2f} + shared head "
+            f"{t.get('shared_prefix_seconds', 0):.2f}; then prefill {prefill:.2f}, decode {decode:.2f}, "
+            f"the rest of the eval {rest:.2f}")
+
+
+def installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=sorted(WORKLOADS), default="no_context")
     parser.add_argument("--questions", type=int, default=0, help="default: 64 closed book, 48 oracle")
     parser.add_argument("--data", type=Path, default=None)
-    parser.add_argument("--backends", default="hf,llama_cpp,llama_cpp:q8_0,llama_cpp:f32")
+    parser.add_argument("--backends", default="hf,hf:float32,llama_cpp,llama_cpp:f32")
     parser.add_argument("--skip-naive", action="store_true", help="leave out the (slow) naive HF loop")
+    parser.add_argument("--skip-lm-eval", action="store_true", help="leave out lm-evaluation-harness")
     args = parser.parse_args()
     data = args.data or WORKLOADS[args.mode][0]
     n = args.questions or WORKLOADS[args.mode][1]
     if not data.is_file():
         print(f"skipped: {data} not found")
         return 0
-    try:
-        import llama_cpp  # noqa: F401
-        has_llama = True
-    except ImportError:
-        has_llama = False
+    has_llama = installed("llama_cpp")
     specs = [s for s in args.backends.split(",") if has_llama or not s.startswith("llama_cpp")]
     from components.analysis.metrics import token_recall
+    from components.core.config import ModelConfig
     from components.data.readers import detect_format, read_records
+    from components.fleet.model_shapes import model_shape
 
     golds = [r.question.answers for _, r in zip(range(n), read_records(data, detect_format(data)))]
     rows: list[tuple[str, float, float]] = []  # name, seconds, token recall
@@ -131,10 +213,13 @@ def main() -> int:
             run_ours(spec, data, 4, args.mode, workdir)
         for spec in specs:
             seconds, ours[spec] = run_ours(spec, data, n, args.mode, workdir)
-            rows.append((f"slm eval, {spec}", seconds, ours[spec]["token_recall"]))
+            rows.append((f"slm eval, {spec}" + (" (the default)" if spec == "hf" else ""), seconds,
+                         ours[spec]["token_recall"]))
         baselines = {}
         if has_llama:
             baselines["simple llama.cpp"] = run_baseline(SIMPLE_LLAMA_CPP, data, n, args.mode, workdir)
+        if installed("lm_eval") and not args.skip_lm_eval:
+            baselines["lm-eval-harness"] = run_baseline(LM_EVAL, data, n, args.mode, workdir)
         if not args.skip_naive:
             baselines["naive HF loop"] = run_baseline(NAIVE_LOOP, data, n, args.mode, workdir)
     for name, (seconds, predictions) in baselines.items():
@@ -142,23 +227,32 @@ def main() -> int:
         rows.append((name, seconds, recall))
 
     print(f"eval speed, {n} questions of {data.name}, {args.mode}, embedded SmolLM2-135M, greedy, 32 new tokens, "
-          f"{os.cpu_count()} cores")
+          f"{os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    if not installed("lm_eval"):
+        print("(lm-evaluation-harness not installed: pip install -e '.[bench]' adds it)")
     header = "".join(f" | vs {b}" for b in baselines)
     print(f"| run | whole process (s) | token recall{header} |")
     print("|---|---|---|" + "---|" * len(baselines))
     for name, seconds, recall in rows:
         ratios = "".join(f" | {baselines[b][0] / seconds:.2f}x" for b in baselines)
         print(f"| {name} | {seconds:.1f} | {recall:.4f}{ratios} |")
-    naive_recall = next((r for name, _, r in rows if name == "naive HF loop"), None)
-    if naive_recall is not None:
-        for spec in specs:
-            print(f"  {spec}: token recall no worse than the naive loop's: "
-                  f"{ours[spec]['token_recall'] >= naive_recall - 1e-9}")
-    print("where slm eval's time went (seconds):")
+    print("where slm eval's time went (seconds, from process start):")
+    for spec in specs:
+        print(f"  {spec} ({ours[spec].get('precision', '?')}): {fixed_cost(ours[spec])}")
+    flop_per_token = 2 * model_shape(ModelConfig()).linear_params()
+    print(f"prefill rate (tokens past the shared head; {flop_per_token / 1e6:.0f} MFLOP per token in the "
+          "decoder's linear layers) against a 2048^3 matmul at the same precision, in this process:")
+    peaks: dict[str, float] = {}
     for spec in specs:
         r = ours[spec]
-        phases = ", ".join(f"{k.removesuffix('_seconds')} {v:.2f}" for k, v in r["timing"].items())
-        print(f"  {spec}: eval step {r['duration_seconds']:.2f} ({phases})")
+        precision = r.get("precision", "?")
+        if precision not in peaks:
+            peaks[precision] = matmul_peak(precision)
+        rate = r.get("prefill_tokens_per_second", 0.0) * flop_per_token
+        share = f"{rate / peaks[precision]:.0%} of {peaks[precision] / 1e9:.0f}" if peaks[precision] else \
+            "no torch peak for this precision"
+        print(f"  {spec}: {r.get('prefill_tokens_per_second', 0.0):.0f} tokens/s = {rate / 1e9:.0f} GFLOP/s, "
+              f"{share} GFLOP/s ({precision})")
     print(f"reproduce: .venv/bin/python bench/bench_eval.py --mode {args.mode} --questions {n} "
           f"--backends {','.join(specs)}")
     return 0

@@ -292,6 +292,7 @@ class _ExistingTask(ClearMLTracker):
 
     def __init__(self, task):
         self.task, self.logger, self.task_id, self.session_dir = task, task.get_logger(), task.id, None
+        self.sent = Sent()  # what the report methods record; never read back (this process does not close it)
 
     def steps(self) -> list[dict]:
         from clearml import Task

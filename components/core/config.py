@@ -67,8 +67,9 @@ class ModelConfig:
     chat_template: bool = _f(True, "wrap prompts in the tokenizer's chat template when it has one; "
                                    "false: the bare message + '\\nAnswer:'")
     enable_thinking: bool = _f(False, "Qwen3 chat template's thinking mode; off for short answers")
-    dtype: str = _f("auto", "weights dtype (and 4-bit compute dtype) of hf and vllm; auto: bfloat16 on CUDA, "
-                            "float32 on CPU", DTYPES)
+    dtype: str = _f("auto", "weights dtype (and 4-bit compute dtype) of hf and vllm; auto: bfloat16 on CUDA "
+                            "and for hf inference on a CPU with native bf16 (AVX512-BF16/AMX), else float32",
+                    DTYPES)
     device: str = _f("auto", "auto: cuda when available, else cpu; cuda fails without a GPU", DEVICES)
     load_in_4bit: bool = _f(False, "load the weights 4-bit (bitsandbytes NF4, double quantization), hf backend; "
                                    "on CUDA, or on CPU for checks (several times slower than float32)")

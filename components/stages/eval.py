@@ -17,7 +17,7 @@ from typing import Callable
 from components.core.clock import process_age_seconds
 from components.core.config import AppConfig
 from components.core.fileio import write_json, write_jsonl
-from components.backends.generation import Generated, plan_batches, plan_fingerprint
+from components.backends.generation import Generated, plan_batches, plan_fingerprint, shared_prefix
 from components.backends.base import Generator, shared_generator
 from components.core.memory import MemoryLog
 from components.analysis.metrics import normalize_answer, score_prediction
@@ -70,6 +70,15 @@ def assemble_results(cfg: AppConfig, mode: str, rows: list[dict], generator: Gen
         timing={k: round(v, 3) for k, v in timing.items() if k != "generation_seconds"},
         meta={**stamp(), "config": cfg.to_dict()})
     return results
+
+
+def prefill_throughput(prompt_ids: list[list[int]], prefix: int, timing: dict[str, float]) -> dict:
+    """Prompt tokens and the prefill rate: the tokens past the shared head (`prefix` tokens, prefilled once,
+    apart) over the prefill seconds, so runs and backends compare on the work that grows with the questions."""
+    own = sum(len(ids) for ids in prompt_ids) - prefix * len(prompt_ids)
+    seconds = timing.get("prefill_seconds", 0.0)
+    return {"prompt_tokens": own + prefix * len(prompt_ids), "shared_prefix_tokens": prefix,
+            "prefill_tokens_per_second": round(own / seconds, 1) if seconds else 0.0}
 
 
 def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None, output_dir: Path,
@@ -144,6 +153,8 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
     rows = [rows_by_index[i] for i in sorted(rows_by_index)]  # question order
     results = assemble_results(cfg, mode, rows, generator, contexts, memory, timing, len(log.done),
                                len(batches), started)
+    results.update(prefill_throughput([token_ids[i] for b in mine for i in batches[b]],
+                                      len(shared_prefix(token_ids)), timing))
     if shard >= 0:  # what the merge step checks and orders by
         results.update(shard=shard, shards=shards, plan=fingerprint, question_ids=[q.id for q in questions])
     write_jsonl(output_dir / PREDICTIONS_FILE, rows)

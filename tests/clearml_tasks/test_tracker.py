@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -223,6 +224,21 @@ def test_plots_reach_the_task_as_plotly_figures(recording):
     calls = {c[0]: c[2] for c in recording.instance.calls}
     assert calls["report_plotly"] == {"title": "Leaderboard", "series": "token_recall per mode", "figure": figure,
                                       "iteration": 0}
+
+
+def test_the_report_reaches_the_pipeline_controller_it_did_not_start(recording):
+    """A report step puts its leaderboard on its controller's task too (an existing task, no Task.init)."""
+    from clearml_tasks._tracker import _ExistingTask
+
+    controller = RecordingTask()
+    pipeline = _ExistingTask(controller)
+    table = [["system", "no_context"], ["smollm2", "0.7619"]]
+    pipeline.report_table("Leaderboard", "token_recall", table)
+    pipeline.report_media("report", "report.html", Path("/tmp/report.html"))
+    pipeline.close()
+    names = [c[0] for c in controller.calls]
+    assert names == ["report_table", "report_media"], "close() leaves the controller's task as it is"
+    assert controller.calls[0][2]["table_plot"] == table
 
 
 def test_an_offline_session_is_never_marked_failed(recording):

@@ -75,6 +75,12 @@ def mode_runs(lm, subset_ingest_dir, demo_index_dir, tmp_path_factory) -> dict[s
 def test_predictions_rows(mode_runs, mode, subset_ingest_dir, demo_ingest_dir):
     results, out = mode_runs[mode]
     assert results["backend"] == "hf" and results["model_size_bytes"] > 0 and results["num_examples"] == NUM
+    from components.backends.models import cpu_has_native_bf16
+
+    # model.dtype=auto: bf16 where this CPU multiplies bf16 natively, float32 elsewhere; always recorded
+    assert results["precision"] == ("bfloat16" if cpu_has_native_bf16() else "float32")
+    assert results["prompt_tokens"] > results["shared_prefix_tokens"] * NUM > 0
+    assert results["prefill_tokens_per_second"] > 0
     rows = read_jsonl(out / PREDICTIONS_FILE)
     questions = read_jsonl(subset_ingest_dir / "questions.jsonl")[:NUM]
     assert [r["id"] for r in rows] == [q["id"] for q in questions]  # question (file) order

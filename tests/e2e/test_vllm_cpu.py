@@ -46,7 +46,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     proc = subprocess.run([str(slm), "eval", "--no-clearml", "generation.backend=vllm",
                            f"experiment.output_dir={out / 'vllm'}"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    cfg = build_config([])
+    cfg = build_config(["model.dtype=float32"])  # the reference; vLLM's CPU build runs float32 under auto
     run_eval(cfg, "no_context", out / "vllm" / "ingest", None, out / "hf", generator=shared_generator(cfg.model))
     return {"vllm": out / "vllm", "hf": out / "hf"}
 

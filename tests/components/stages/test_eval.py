@@ -13,7 +13,7 @@ from components.core.config import MODES, DatasetConfig
 from components.core.errors import UserError
 from components.analysis.qa_summary import summarize
 from components.core.outputs import MEMORY_FILE, PREDICTIONS_FILE
-from components.stages.eval import run_eval
+from components.stages.eval import prefill_throughput, run_eval
 from components.core.fileio import read_json, read_jsonl
 from components.analysis.metrics import QA_METRICS, mean, normalize_answer
 from components.core.outputs import RESULTS_FILE
@@ -73,6 +73,17 @@ def test_results_have_seed_keys(mode_runs, mode, demo_index_dir):
     else:
         assert on_disk["retriever_index_size_bytes"] == 0 and on_disk["retriever_index_size_mb"] == 0
     assert json.loads(json.dumps(results, default=str)) == on_disk
+    assert on_disk["precision"] == "float32"  # the generator's, recorded with every result
+    # the fixed cost as a process sees it: its age when the eval started, then when the first batch did
+    timing = on_disk["timing"]
+    assert 0 < timing["process_age_at_eval_seconds"] <= timing["process_age_at_first_batch_seconds"]
+
+
+def test_prefill_throughput_counts_the_tokens_past_the_shared_head():
+    prompts = [[1, 2, 3, 4, 5], [1, 2, 3, 9], [1, 2, 3]]  # a shared head of 3 tokens
+    assert prefill_throughput(prompts, 3, {"prefill_seconds": 0.5}) == {
+        "prompt_tokens": 12, "shared_prefix_tokens": 3, "prefill_tokens_per_second": 6.0}
+    assert prefill_throughput(prompts, 3, {})["prefill_tokens_per_second"] == 0.0  # every batch resumed
 
 
 @pytest.mark.parametrize("mode", MODES)
