@@ -99,9 +99,11 @@ def shared_generator(cfg: ModelConfig, gen: GenerationConfig | None = None) -> G
 
 def generate_all(generator: Generator, prompts: list[str], gen: GenerationConfig,
                  answered: Callable[[int], object] | None = None) -> list[Generated]:
-    """Answers in prompt order, from a length-sorted batch plan fixed by the prompts alone;
-    `answered(n)` after each batch of n answers (a progress bar's update)."""
+    """Answers in prompt order, from a length-sorted batch plan fixed by the prompts alone, with the shared
+    prompt head prefilled once as eval does (the same batch layout, so the same answers: in bf16 the rounding
+    follows the layout); `answered(n)` after each batch of n answers (a progress bar's update)."""
     ids = generator.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    generator.prepare(ids)
     outputs: dict[int, Generated] = {}
     for b, batch in enumerate(plan_batches([len(i) for i in ids], gen.batch_size, gen.max_batch_tokens)):
         outputs.update(zip(batch, generator.generate([ids[i] for i in batch], gen, seed=gen.seed + b)))

@@ -33,8 +33,11 @@ STEPS = 6
 # The same prompts and decoding in every run below: the benchmark's (test split, 64 new tokens), and a short
 # system message instead of the chat template's 21-token default (shorter examples, faster steps).
 SHARED = ["prompt.system=Be brief.", "experiment.split=test", "generation.max_new_tokens=64"]
-RUN = [*SHARED, "finetune.method=qlora", f"finetune.max_steps={STEPS}", "finetune.learning_rate=1e-3",
-       "finetune.batch_size=4", "finetune.logging_steps=1", "finetune.save_steps=100", "experiment.modes=[no_context]"]
+# model.dtype=float32: the run's full-precision eval is the float32 reference the 4-bit sizes are compared with
+# (auto would run it in bf16 on a CPU with native bf16, half the bytes).
+RUN = [*SHARED, "model.dtype=float32", "finetune.method=qlora", f"finetune.max_steps={STEPS}",
+       "finetune.learning_rate=1e-3", "finetune.batch_size=4", "finetune.logging_steps=1", "finetune.save_steps=100",
+       "experiment.modes=[no_context]"]
 
 
 @pytest.fixture(scope="module")

@@ -98,6 +98,8 @@ def test_benchmark_scores_both_arms_on_the_test_split_with_paired_deltas(tmp_pat
                    for m in ("base", "tuned"))
     assert [r["id"] for r in base] == [r["id"] for r in tuned] == ["q2", "q3", "q4"]  # the test split
     assert [r["prediction"] for r in tuned] == ["Rome", "Madrid", "Lima"]
+    assert generator.prepared == 1, "the shared prompt head prefilled once, as eval does (the same batch layout)"
+    assert results["precision"] == "float32"
     assert (results["token_f1_base"], results["token_f1_tuned"], results["token_f1_delta"]) == (0.0, 1.0, 1.0)
     assert (results["exact_match_base"], results["exact_match_tuned"]) == (0.0, 1.0)
     delta = results["summary"]["delta"]["token_f1"]
