@@ -112,6 +112,17 @@ def test_an_adapter_is_merged_unless_the_base_is_quantized(base_model, adapter_d
     assert not torch.allclose(_logits(merged.lm.model), _logits(base_model))  # the adapter does
 
 
+def test_an_adapter_stays_beside_a_bf16_base(base_model, adapter_dir):
+    """Merging into bf16 weights would round most of a LoRA update away: beside it, in float32."""
+    from peft import PeftModel
+
+    bf16 = copy.deepcopy(base_model).to(torch.bfloat16)
+    tuned = HFGenerator(loaded(bf16)).with_adapter(adapter_dir, quantized=False)
+    assert isinstance(tuned.lm.model, PeftModel)
+    lora = [p for n, p in tuned.lm.model.named_parameters() if "lora_" in n]
+    assert lora and all(p.dtype == torch.float32 for p in lora)
+
+
 def test_load_puts_the_adapter_on_the_loaded_model(base_model, adapter_dir, monkeypatch):
     monkeypatch.setattr(hf, "load_model", lambda cfg: loaded(base_model))
     generator = HFGenerator.load(ModelConfig(adapter=str(adapter_dir)), GEN)
