@@ -83,7 +83,8 @@ json.dump({"predictions": out, "seconds": time.perf_counter() - start}, open(sys
 
 # lm-evaluation-harness (the `[bench]` extra): its HF model on the same plain checkpoint the hf backend loads
 # (the cached conversion of the embedded GGUF), a generate_until task over the same user messages through
-# the tokenizer's chat template, greedy, 32 new tokens, stop at a newline, batches of 64 (our batch size).
+# the tokenizer's chat template, greedy, 32 new tokens, stop at a newline; batch size from the command line (1,
+# lm-eval's default, and 64, ours).
 LM_EVAL = r'''
 start = time.perf_counter()
 import tempfile
@@ -112,18 +113,18 @@ metric_list:
   - metric: exact_match
 """)
 results = simple_evaluate(model="hf", model_args={"pretrained": resolve_weights(ModelConfig()), "dtype": "float32"},
-                          tasks=["slm_bench"], batch_size=64, device="cpu", apply_chat_template=True, log_samples=True,
-                          task_manager=TaskManager(include_path=str(tmp)), bootstrap_iters=0)
+                          tasks=["slm_bench"], batch_size=int(sys.argv[5]), device="cpu", apply_chat_template=True,
+                          log_samples=True, task_manager=TaskManager(include_path=str(tmp)), bootstrap_iters=0)
 samples = sorted(results["samples"]["slm_bench"], key=lambda s: s["doc_id"])
 out = [s["filtered_resps"][0].strip() for s in samples]
 json.dump({"predictions": out, "seconds": time.perf_counter() - start}, open(sys.argv[4], "w"))
 '''
 
 
-def run_baseline(script: str, data: Path, n: int, mode: str, workdir: Path) -> tuple[float, list[str]]:
+def run_baseline(script: str, data: Path, n: int, mode: str, workdir: Path, *extra: str) -> tuple[float, list[str]]:
     out = workdir / "baseline.json"
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", MESSAGES + script, str(data), str(n), mode, str(out)], cwd=REPO,
+    subprocess.run([sys.executable, "-c", MESSAGES + script, str(data), str(n), mode, str(out), *extra], cwd=REPO,
                    check=True, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start, json.loads(out.read_text())["predictions"]
 
@@ -191,6 +192,8 @@ def main() -> int:
     parser.add_argument("--backends", default="hf,hf:float32,llama_cpp,llama_cpp:f32")
     parser.add_argument("--skip-naive", action="store_true", help="leave out the (slow) naive HF loop")
     parser.add_argument("--skip-lm-eval", action="store_true", help="leave out lm-evaluation-harness")
+    parser.add_argument("--lm-eval-batch-sizes", default="1,64",
+                        help="lm-evaluation-harness runs: 1 is its default, 64 our batch size")
     args = parser.parse_args()
     data = args.data or WORKLOADS[args.mode][0]
     n = args.questions or WORKLOADS[args.mode][1]
@@ -219,7 +222,8 @@ def main() -> int:
         if has_llama:
             baselines["simple llama.cpp"] = run_baseline(SIMPLE_LLAMA_CPP, data, n, args.mode, workdir)
         if installed("lm_eval") and not args.skip_lm_eval:
-            baselines["lm-eval-harness"] = run_baseline(LM_EVAL, data, n, args.mode, workdir)
+            for size in args.lm_eval_batch_sizes.split(","):
+                baselines[f"lm-eval-harness, batch {size}"] = run_baseline(LM_EVAL, data, n, args.mode, workdir, size)
         if not args.skip_naive:
             baselines["naive HF loop"] = run_baseline(NAIVE_LOOP, data, n, args.mode, workdir)
     for name, (seconds, predictions) in baselines.items():
@@ -249,10 +253,10 @@ def main() -> int:
         if precision not in peaks:
             peaks[precision] = matmul_peak(precision)
         rate = r.get("prefill_tokens_per_second", 0.0) * flop_per_token
-        share = f"{rate / peaks[precision]:.0%} of {peaks[precision] / 1e9:.0f}" if peaks[precision] else \
-            "no torch peak for this precision"
+        share = (f"{rate / peaks[precision]:.0%} of {peaks[precision] / 1e9:.0f} GFLOP/s" if peaks[precision]
+                 else "no torch matmul at this precision to compare with")
         print(f"  {spec}: {r.get('prefill_tokens_per_second', 0.0):.0f} tokens/s = {rate / 1e9:.0f} GFLOP/s, "
-              f"{share} GFLOP/s ({precision})")
+              f"{share} ({precision})")
     print(f"reproduce: .venv/bin/python bench/bench_eval.py --mode {args.mode} --questions {n} "
           f"--backends {','.join(specs)}")
     return 0
