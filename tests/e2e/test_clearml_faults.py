@@ -44,9 +44,9 @@ PIPELINE = ["experiment.modes=[no_context,oracle_context]", "experiment.max_samp
             "fleet.step_stale_after_s=30", "fleet.retries=2"]
 # what differs between two runs of the same results.json: time, place and the process's own measurements
 VOLATILE = ("duration_seconds", "load_seconds", "generation_seconds", "seconds_per_question",
-            "generated_tokens_per_second", "timing", "meta", "resumed_batches", "cpu_ram_used_mb", "gpu_ram_used_mb",
-            "gpu_ram_peak_mb", "reserved_gpu_ram_mb", "energy_joules", "energy_wh", "memory_estimate_gb",
-            "memory_estimate_breakdown_gb")
+            "generated_tokens_per_second", "prefill_tokens_per_second", "timing", "meta", "resumed_batches",
+            "cpu_ram_used_mb", "gpu_ram_used_mb", "gpu_ram_peak_mb", "reserved_gpu_ram_mb", "energy_joules",
+            "energy_wh", "memory_estimate_gb", "memory_estimate_breakdown_gb")
 
 
 class Api:
