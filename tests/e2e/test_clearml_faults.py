@@ -272,12 +272,16 @@ def finished(env: dict, controller_id: str, timeout: float = 900) -> dict:
 
 
 def assert_reports_arrived(step: dict) -> None:
-    """Every report of an eval step is on the server: the progress scalar of each batch, a single value per
-    metric, the Final Metrics table, its artifacts."""
+    """Every report of an eval step is on the server: the progress scalar of each batch, its single values
+    (the stage's registry metrics: SCALARS' summary row), the Final Metrics table (every metric), its artifacts."""
+    from clearml_tasks.stages import STAGES
     from components.core.formatting import numeric_metrics
+    from components.core.presentation import summary_values
 
     assert sorted(set(step["scalars"]["progress"]["batches_done"]["x"])) == list(range(1, BATCHES + 1))
-    expected = numeric_metrics({k: v for k, v in step["results"].items() if k not in ("meta", "question_ids")})
+    metrics = numeric_metrics({k: v for k, v in step["results"].items() if k not in ("meta", "question_ids")})
+    expected = summary_values(metrics, STAGES["eval"].metrics)
+    assert "token_recall" in expected and "num_examples" in expected
     assert set(expected) <= set(step["single_values"]), set(expected) - set(step["single_values"])
     assert ["Final Metrics", "Summary"] in step["plots"]
     assert {"output", "results", "predictions", "memory_usage"} <= set(step["artifacts"])
