@@ -178,12 +178,6 @@ def fixed_cost(r: dict) -> str:
             f"the rest of the eval {rest:.2f}")
 
 
-def installed(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=sorted(WORKLOADS), default="no_context")
@@ -200,10 +194,12 @@ def main() -> int:
     if not data.is_file():
         print(f"skipped: {data} not found")
         return 0
+    from components.analysis.metrics import token_recall
+    from components.backends.base import installed
+    from components.core.config import ModelConfig
+
     has_llama = installed("llama_cpp")
     specs = [s for s in args.backends.split(",") if has_llama or not s.startswith("llama_cpp")]
-    from components.analysis.metrics import token_recall
-    from components.core.config import ModelConfig
     from components.data.readers import detect_format, read_records
     from components.fleet.model_shapes import model_shape
 

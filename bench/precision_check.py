@@ -81,11 +81,12 @@ def main() -> int:
             recall = [r["token_recall"] for r in rows]
             d_low, d_high = paired_difference_ci(recall, ref, args.samples)
             mean = results["token_recall"]
+            own_low, own_high = mean_ci(recall, args.samples)
             inside, holds_zero = low <= mean <= high, d_low <= 0 <= d_high
             same = sum(a["prediction"] == b["prediction"] for a, b in zip(rows, ref_rows))
             verdicts.append(inside and holds_zero)
             print(f"| {mode} | {name} | {results.get('precision', '?')} | {mean:.4f} | "
-                  f"[{mean_ci(recall, args.samples)[0]:.4f}, {mean_ci(recall, args.samples)[1]:.4f}] | "
+                  f"[{own_low:.4f}, {own_high:.4f}] | "
                   f"{mean - ref_results['token_recall']:+.4f} [{d_low:+.4f}, {d_high:+.4f}] | "
                   f"{same}/{len(rows)} | {'yes' if inside else 'NO'} | {'yes' if holds_zero else 'NO'} |", flush=True)
     print(f"every candidate held to the reference: {all(verdicts)}")

@@ -93,12 +93,8 @@ def worker_running(task) -> tuple[str, float | None]:
     return "", None
 
 
-def resume_pipeline(controller_id: str, queue: str | None = None, force: bool = False,
-                    alive_within_s: float = 120.0) -> str:
-    """Re-enqueue the controller task `controller_id` so that it continues; what was done, in one line.
-
-    A controller whose agent reported running it within `alive_within_s` is alive: refused unless `force`
-    (two controllers would launch the same steps)."""
+def controller_task(controller_id: str):
+    """The pipeline controller task `controller_id` on the server; one line naming it when there is none."""
     from clearml import Task
 
     try:
@@ -107,6 +103,18 @@ def resume_pipeline(controller_id: str, queue: str | None = None, force: bool = 
         task = None
     if task is None:
         raise UserError(f"no pipeline controller task {controller_id!r} on the server")
+    return task
+
+
+def resume_pipeline(controller_id: str, queue: str | None = None, force: bool = False,
+                    alive_within_s: float = 120.0) -> str:
+    """Re-enqueue the controller task `controller_id` so that it continues; what was done, in one line.
+
+    A controller whose agent reported running it within `alive_within_s` is alive: refused unless `force`
+    (two controllers would launch the same steps)."""
+    from clearml import Task
+
+    task = controller_task(controller_id)
     status = str(task.status)
     if status in FINISHED_OK:
         return f"pipeline {controller_id} already completed; nothing to resume"

@@ -55,16 +55,9 @@ def _task_facts(task_ids: list[str]) -> dict[str, dict]:
 
 
 def pipeline_status(controller_id: str) -> dict:
-    from clearml import Task
+    from pipelines.resume import controller_task, newest_children, worker_running
 
-    from pipelines.resume import newest_children, worker_running
-
-    try:
-        controller = Task.get_task(task_id=controller_id)
-    except ValueError:
-        controller = None
-    if controller is None:
-        raise UserError(f"no pipeline controller task {controller_id!r} on the server")
+    controller = controller_task(controller_id)
     dag = controller.get_configuration_object_as_dict("Pipeline") or {}
     if not dag:
         raise UserError(f"task {controller_id} is not a pipeline controller (it has no Pipeline configuration)")
