@@ -19,6 +19,7 @@ from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWar
 
 from components.core.config import GenerationConfig
 from components.backends.generation import StopChecker
+from components.backends.prefill_plan import costs_for, plan_prefill_chunks
 
 
 @dataclass
@@ -83,11 +84,15 @@ def _prefill(model, rests: Sequence[Sequence[int]], prefix: PrefixCache | None, 
              chunk_rows: int):
     """Prefill in chunks of similar length (the plan sorts a batch by length), so short prompts are not
     padded to the longest one in the batch; the chunks' caches are then joined with masked gaps after the
-    shared prefix: row layout [prefix | gap | own tokens]. Returns (cache, mask, next positions, logits)."""
+    shared prefix: row layout [prefix | gap | own tokens]. Chunks are cut by the cost model of
+    components.backends.prefill_plan, or every `chunk_rows` rows when that is positive.
+    Returns (cache, mask, next positions, logits)."""
     p = len(prefix.ids) if prefix else 0
+    chunks = ([range(s, min(s + chunk_rows, len(rests))) for s in range(0, len(rests), chunk_rows)] if chunk_rows > 0
+              else plan_prefill_chunks([len(r) for r in rests], p, costs_for(device)))
     parts = []
-    for start in range(0, len(rests), chunk_rows):
-        ids, rest_mask = _left_pad(rests[start:start + chunk_rows], pad_id, device)
+    for chunk in chunks:
+        ids, rest_mask = _left_pad(rests[chunk.start:chunk.stop], pad_id, device)
         mask = torch.cat([torch.ones((len(ids), p), dtype=torch.long, device=device), rest_mask], dim=1)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, p:]
         cache = _batch_cache(prefix, len(ids))
@@ -105,9 +110,10 @@ def _prefill(model, rests: Sequence[Sequence[int]], prefix: PrefixCache | None, 
 @torch.inference_mode()
 def decode(model, tokenizer, prompt_ids: Sequence[Sequence[int]], gen: GenerationConfig, device: str,
            prefix: PrefixCache | None = None, seed: int = 0, timings: dict | None = None,
-           prefill_chunk_rows: int = 16) -> list[list[int]]:
+           prefill_chunk_rows: int = 0) -> list[list[int]]:
     """New token ids per prompt (EOS excluded), stopping each row at EOS, a stop string or the budget.
-    `timings`, when given, accumulates prefill_seconds and decode_seconds."""
+    `timings`, when given, accumulates prefill_seconds and decode_seconds. `prefill_chunk_rows` > 0 fixes
+    the prefill chunks at that many rows (tests); 0 lets the cost model cut them."""
     p = len(prefix.ids) if prefix else 0
     assert prefix is None or all(list(ids[:p]) == prefix.ids for ids in prompt_ids), "prompts must start with the prefix"
     clock = time.perf_counter()
