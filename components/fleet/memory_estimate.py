@@ -7,7 +7,7 @@ Terms, in bytes (each a `MemoryEstimate.terms` entry):
 - kv_cache: one batch's keys and values, rows x (prompt + new tokens) x layers x 2 x kv heads x head dim
   x bytes, the batch bounded the way the eval's own batch plan bounds it (generation.batch_size rows,
   generation.max_batch_tokens padded prompt tokens);
-- activations: the prefill chunk's hidden states and MLP (the decoder prefills 16 rows at a time) plus the
+- activations: the prefill chunk's hidden states and MLP (at most 4,096 padded tokens a pass: components.backends.prefill_plan) plus the
   last position's logits; for training, the saved activations per layer (34 x tokens x hidden at 16 bit,
   Korthikanti et al. 2022; one layer's plus each layer's input under gradient checkpointing) and the
   logits of the supervised positions;
@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from components.backends.prefill_plan import MAX_CHUNK_TOKENS
 from components.core.config import AppConfig, ModelConfig
 from components.fleet.model_shapes import ModelShape, model_shape
 
 GB = 1024 ** 3
 CUDA_OVERHEAD = int(0.5 * GB)
-PREFILL_CHUNK_ROWS = 16  # components.backends.decoding prefills this many rows at a time
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4 bits + an 8-bit absmax per 64 weights + its fp32 scale per 256
 INT8_BYTES = 1.0
 PROMPT_OVERHEAD_TOKENS = 256  # chat template, instruction and question
@@ -91,7 +91,7 @@ def _generation_terms(shape: ModelShape, cfg: AppConfig, mode: str, batch_size: 
     rows = batch_size
     if max_batch_tokens:  # the batch plan caps padded prompt tokens per batch: longer prompts, fewer rows
         rows = max(1, min(batch_size, max_batch_tokens // prompt))
-    chunk = min(rows, PREFILL_CHUNK_ROWS) * prompt
+    chunk = min(rows * prompt, max(prompt, MAX_CHUNK_TOKENS))  # the prefill plan's cap on a pass
     return {"kv_cache": kv_bytes(shape, rows, prompt + max_new_tokens, b),
             "activations": chunk * (4 * shape.hidden_size + 3 * shape.intermediate_size) * b
             + rows * shape.vocab_size * 4}
