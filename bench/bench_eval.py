@@ -83,8 +83,8 @@ json.dump({"predictions": out, "seconds": time.perf_counter() - start}, open(sys
 
 # lm-evaluation-harness (the `[bench]` extra): its HF model on the same plain checkpoint the hf backend loads
 # (the cached conversion of the embedded GGUF), a generate_until task over the same user messages through
-# the tokenizer's chat template, greedy, 32 new tokens, stop at a newline; batch size from the command line (1,
-# lm-eval's default, and 64, ours).
+# the tokenizer's chat template, greedy, 32 new tokens, stop at a newline; batch size and dtype from the
+# command line (batch 1, lm-eval's default, and 64, ours; float32, the checkpoint's, and bfloat16, our default's).
 LM_EVAL = r'''
 start = time.perf_counter()
 import tempfile
@@ -112,7 +112,7 @@ generation_kwargs:
 metric_list:
   - metric: exact_match
 """)
-results = simple_evaluate(model="hf", model_args={"pretrained": resolve_weights(ModelConfig()), "dtype": "float32"},
+results = simple_evaluate(model="hf", model_args={"pretrained": resolve_weights(ModelConfig()), "dtype": sys.argv[6]},
                           tasks=["slm_bench"], batch_size=int(sys.argv[5]), device="cpu", apply_chat_template=True,
                           log_samples=True, task_manager=TaskManager(include_path=str(tmp)), bootstrap_iters=0)
 samples = sorted(results["samples"]["slm_bench"], key=lambda s: s["doc_id"])
@@ -186,8 +186,8 @@ def main() -> int:
     parser.add_argument("--backends", default="hf,hf:float32,llama_cpp,llama_cpp:f32")
     parser.add_argument("--skip-naive", action="store_true", help="leave out the (slow) naive HF loop")
     parser.add_argument("--skip-lm-eval", action="store_true", help="leave out lm-evaluation-harness")
-    parser.add_argument("--lm-eval-batch-sizes", default="1,64",
-                        help="lm-evaluation-harness runs: 1 is its default, 64 our batch size")
+    parser.add_argument("--lm-eval-runs", default="1:float32,64:float32,64:bfloat16",
+                        help="lm-evaluation-harness runs as batch:dtype; batch 1 is its default, 64 our batch size")
     args = parser.parse_args()
     data = args.data or WORKLOADS[args.mode][0]
     n = args.questions or WORKLOADS[args.mode][1]
@@ -218,8 +218,10 @@ def main() -> int:
         if has_llama:
             baselines["simple llama.cpp"] = run_baseline(SIMPLE_LLAMA_CPP, data, n, args.mode, workdir)
         if installed("lm_eval") and not args.skip_lm_eval:
-            for size in args.lm_eval_batch_sizes.split(","):
-                baselines[f"lm-eval-harness, batch {size}"] = run_baseline(LM_EVAL, data, n, args.mode, workdir, size)
+            for spec in args.lm_eval_runs.split(","):
+                size, _, dtype = spec.partition(":")
+                baselines[f"lm-eval-harness, batch {size}, {dtype or 'float32'}"] = run_baseline(
+                    LM_EVAL, data, n, args.mode, workdir, size, dtype or "float32")
         if not args.skip_naive:
             baselines["naive HF loop"] = run_baseline(NAIVE_LOOP, data, n, args.mode, workdir)
     for name, (seconds, predictions) in baselines.items():
