@@ -256,7 +256,7 @@ def main() -> int:
         print(f"  {spec}: {r.get('prefill_tokens_per_second', 0.0):.0f} tokens/s = {rate / 1e9:.0f} GFLOP/s, "
               f"{share} ({precision})")
     print(f"reproduce: .venv/bin/python bench/bench_eval.py --mode {args.mode} --questions {n} "
-          f"--backends {','.join(specs)}")
+          f"--backends {','.join(specs)} --lm-eval-runs {args.lm_eval_runs}")
     return 0
 
 
