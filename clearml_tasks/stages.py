@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 from components.analysis.metrics import BENCHMARK_QUALITY_METRICS, QA_METRICS
-from components.core.config import DAG, AppConfig, field_types, section_types
+from components.core.coercion import field_types
+from components.core.config import DAG, AppConfig, section_types
 from components.core.config_help import field_only
 from components.core.outputs import CHECKPOINT_DIR
 

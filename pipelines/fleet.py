@@ -28,7 +28,8 @@ class QueueClass:
 def parse_classes(queues: list[str] | str) -> list[QueueClass]:
     """["cpu:0", "gpu-24gb:24"] (fleet.queues; as text too: a pipeline parameter reads back as a string)
     -> classes, smallest first; one line naming fleet.queues if bad."""
-    from components.core.config import FleetConfig, coerce_value, field_types
+    from components.core.coercion import coerce_value, field_types
+    from components.core.config import FleetConfig
 
     items = coerce_value("fleet.queues", field_types(FleetConfig)["queues"], queues)
     text = ",".join(items)

@@ -9,7 +9,8 @@ import re
 import typing
 from dataclasses import dataclass, field
 
-from components.core.config import AppConfig, field_types, section_types
+from components.core.coercion import field_types
+from components.core.config import AppConfig, section_types
 from components.core.errors import UserError
 from components.core.overrides import build_config, parse_overrides
 from components.core.presets import GROUPS

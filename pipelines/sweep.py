@@ -24,7 +24,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from components.core.config import AppConfig, coerce_value, field_types, section_types
+from components.core.coercion import coerce_value, field_types
+from components.core.config import AppConfig, section_types
 from components.core.errors import UserError, did_you_mean
 from components.core.overrides import apply_flat
 from components.core.formatting import format_table

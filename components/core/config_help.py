@@ -7,7 +7,8 @@ import json
 import typing
 from typing import Any
 
-from components.core.config import AppConfig, field_types, section_types
+from components.core.coercion import field_types
+from components.core.config import AppConfig, section_types
 from components.core.errors import UserError, did_you_mean
 
 

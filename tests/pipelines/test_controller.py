@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from clearml_tasks.stages import STAGES
-from components.core.config import AppConfig, GenerationConfig, field_types, section_types
+from components.core.coercion import field_types
+from components.core.config import AppConfig, GenerationConfig, section_types
 from components.core.errors import UserError
 from components.core.overrides import build_config
 from pipelines import templates

@@ -5,7 +5,8 @@ import dataclasses
 
 import pytest
 
-from components.core.config import AppConfig, field_types, section_types
+from components.core.coercion import field_types
+from components.core.config import AppConfig, section_types
 from components.core.config_help import all_keys, describe_config, field_help
 from components.core.errors import UserError
 from components.core.overrides import build_config
