@@ -197,11 +197,11 @@ def main() -> int:
     from components.analysis.metrics import token_recall
     from components.backends.base import installed
     from components.core.config import ModelConfig
+    from components.data.readers import detect_format, read_records
+    from components.fleet.model_shapes import model_shape
 
     has_llama = installed("llama_cpp")
     specs = [s for s in args.backends.split(",") if has_llama or not s.startswith("llama_cpp")]
-    from components.data.readers import detect_format, read_records
-    from components.fleet.model_shapes import model_shape
 
     golds = [r.question.answers for _, r in zip(range(n), read_records(data, detect_format(data)))]
     rows: list[tuple[str, float, float]] = []  # name, seconds, token recall

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Sequence
 from dataclasses import asdict, dataclass, field
 
 from components.backends.registry import backend_choices, backend_help
-from components.core.coercion import coerce_section
+from components.core.coercion import coerce_section, field_types
 from components.core.errors import UserError, did_you_mean
 
 MODES = ("no_context", "oracle_context", "retriever_context")
@@ -376,5 +376,4 @@ class AppConfig:
 
 
 def section_types() -> dict[str, type]:
-    hints = typing.get_type_hints(AppConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(AppConfig)}
+    return field_types(AppConfig)  # AppConfig's fields are the sections

@@ -7,10 +7,10 @@ Terms, in bytes (each a `MemoryEstimate.terms` entry):
 - kv_cache: one batch's keys and values, rows x (prompt + new tokens) x layers x 2 x kv heads x head dim
   x bytes, the batch bounded the way the eval's own batch plan bounds it (generation.batch_size rows,
   generation.max_batch_tokens padded prompt tokens);
-- activations: the prefill chunk's hidden states and MLP (at most 4,096 padded tokens a pass: components.backends.prefill_plan) plus the
-  last position's logits; for training, the saved activations per layer (34 x tokens x hidden at 16 bit,
-  Korthikanti et al. 2022; one layer's plus each layer's input under gradient checkpointing) and the
-  logits of the supervised positions;
+- activations: the prefill chunk's hidden states and MLP (at most 4,096 padded tokens a pass:
+  components.backends.prefill_plan) plus the last position's logits; for training, the saved activations
+  per layer (34 x tokens x hidden at 16 bit, Korthikanti et al. 2022; one layer's plus each layer's input
+  under gradient checkpointing) and the logits of the supervised positions;
 - lora / lora_gradients / optimizer_states: adapter parameters (float32), their gradients and AdamW's two
   moments;
 - cuda_overhead: the CUDA context and cuBLAS workspace, outside torch's allocator but on the card.
