@@ -189,6 +189,12 @@ def main() -> int:
     parser.add_argument("--lm-eval-runs", default="1:float32,64:float32,64:bfloat16",
                         help="lm-evaluation-harness runs as batch:dtype; batch 1 is its default, 64 our batch size")
     args = parser.parse_args()
+    lm_eval_runs = [(size, dtype or "float32") for size, _, dtype in
+                    (spec.partition(":") for spec in args.lm_eval_runs.split(","))]
+    if not all(size.isdigit() and int(size) > 0 and dtype in ("float32", "bfloat16", "float16")
+               for size, dtype in lm_eval_runs):
+        parser.error(f"--lm-eval-runs: {args.lm_eval_runs!r} is not batch:dtype[,...] "
+                     "(a positive batch size; float32, bfloat16 or float16)")
     data = args.data or WORKLOADS[args.mode][0]
     n = args.questions or WORKLOADS[args.mode][1]
     if not data.is_file():
@@ -218,10 +224,9 @@ def main() -> int:
         if has_llama:
             baselines["simple llama.cpp"] = run_baseline(SIMPLE_LLAMA_CPP, data, n, args.mode, workdir)
         if installed("lm_eval") and not args.skip_lm_eval:
-            for spec in args.lm_eval_runs.split(","):
-                size, _, dtype = spec.partition(":")
-                baselines[f"lm-eval-harness, batch {size}, {dtype or 'float32'}"] = run_baseline(
-                    LM_EVAL, data, n, args.mode, workdir, size, dtype or "float32")
+            for size, dtype in lm_eval_runs:
+                baselines[f"lm-eval-harness, batch {size}, {dtype}"] = run_baseline(
+                    LM_EVAL, data, n, args.mode, workdir, size, dtype)
         if not args.skip_naive:
             baselines["naive HF loop"] = run_baseline(NAIVE_LOOP, data, n, args.mode, workdir)
     for name, (seconds, predictions) in baselines.items():
