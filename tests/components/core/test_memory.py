@@ -4,6 +4,7 @@ real child holding ~200 MB showing in the snapshot while it lives and in the pea
 machine without a GPU there are no energy figures at all."""
 from __future__ import annotations
 
+import mmap
 import subprocess
 import sys
 
@@ -36,8 +37,12 @@ def test_child_processes_count_in_the_snapshot_and_in_the_peak():
 
 
 def _spike() -> None:
-    buffer = b"x" * (SPIKE_MB * 1024 * 1024)  # written, so every page is resident
-    del buffer
+    """A fresh anonymous mapping, every page written, then unmapped. Not a Python object: malloc may hand a
+    large buffer back from pages already resident (a long test process's heap), which would raise no peak."""
+    size = SPIKE_MB * 1024 * 1024
+    with mmap.mmap(-1, size) as pages:
+        for offset in range(0, size, mmap.PAGESIZE):
+            pages[offset] = 1
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the peak reset is Linux's clear_refs")
