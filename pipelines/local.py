@@ -2,8 +2,8 @@
 the same template entry code an agent runs, with a step cache.
 
 Each step writes into `<output_dir>/<step>/` and, last, `.step.json` with its cache key and results. A
-step whose key (stage, its config sections, its parents' keys, the input file's identity) matches a
-finished `.step.json` is skipped; a half-done step has no `.step.json` and runs again.
+step whose key (stage, its config sections, its parents' keys, the code's version, the input file's
+identity) matches a finished `.step.json` is skipped; a half-done step has no `.step.json` and runs again.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from clearml_tasks._step_cache import cached_results, finish_step, step_key
+from clearml_tasks._step_cache import cached_results, finish_step, made_by_other_code, step_key
 from clearml_tasks._task import run_stage
 from clearml_tasks.stages import STAGES
 from components.core.config import AppConfig
@@ -78,6 +78,8 @@ def run_local(steps: list[StepSpec], cfg: AppConfig, tracking: str, use_cache: b
             log(f"[{step.name}] unchanged since the last run: cached ({step_dir}) {progress}")
             outcomes.append(StepOutcome(step.name, step.stage, "cached", 0.0, step_dir, results))
             continue
+        if use_cache and made_by_other_code(step_dir):
+            log(f"[{step.name}] its cached run was made by other code (a source change or library upgrade)")
         (step_dir / STEP_MANIFEST).unlink(missing_ok=True)
         inputs = {name: ",".join(str(dirs[s]) for s in referenced_steps(value)) for name, value in step.inputs.items()}
         log(f"[{step.name}] running {step.stage} -> {step_dir} {progress}")

@@ -1,12 +1,14 @@
 """The stage templates on a ClearML server: one published Task per stage, cloned by researchers in the UI,
 by pipelines and by sweeps.
 
-    slm templates register [--project P] [--runs-project R] [--image I] [--cpu-image C] [--docker-args A] [--branch B]
+    slm templates register [--project P] [--runs-project R] [--image I] [--cpu-image C] [--docker-args A]
+                           [--branch B]
 
 Each template points at `clearml_tasks/<file>.py` in the repository at a fixed commit, runs in the task
-image (its container: the GPU image for stages that want a GPU, the CPU image for the rest), and carries the stage's config sections (plus `inputs/<parent>`) with their default values, so the
-UI shows editable `Section/field` parameters before the template has ever run. The template code calls
-`Task.init` itself (`add_task_init_call=False`).
+image (its container: the GPU image for stages that want a GPU, the CPU image for the rest), and carries
+the stage's config sections (plus `inputs/<parent>`) with their default values, so the UI shows
+editable `Section/field` parameters before the template has ever run. The template code calls `Task.init`
+itself (`add_task_init_call=False`).
 """
 from __future__ import annotations
 

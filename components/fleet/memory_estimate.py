@@ -15,8 +15,8 @@ Terms, in bytes (each a `MemoryEstimate.terms` entry):
   moments;
 - cuda_overhead: the CUDA context and cuBLAS workspace, outside torch's allocator but on the card.
 A vLLM step takes `share` (generation.vllm_gpu_memory_utilization) of the card it runs on: it fits a card
-whose share holds the terms; with generation.vllm_kv_cache_gb set its KV cache is that size instead. The seed system's rule (params in billions x 2.5 GB + 2 GB) is kept beside, as a
-cross-check.
+whose share holds the terms; with generation.vllm_kv_cache_gb set its KV cache is that size instead.
+The seed system's rule (params in billions x 2.5 GB + 2 GB) is kept beside, as a cross-check.
 """
 from __future__ import annotations
 

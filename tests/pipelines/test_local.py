@@ -1,7 +1,7 @@
 """The local runner through the stage registry, with stub stages (tests/pipelines/stub_stage.py): edges
 come from the registry's inputs, parents' folders are passed as inputs, the step cache keys on exactly
-the sections a stage reads (less its cache-ignored fields) and its parents, and a failing step names
-itself and is never marked done."""
+the sections a stage reads (less its cache-ignored fields), its parents and the code's version, and a
+failing step names itself and is never marked done."""
 from __future__ import annotations
 
 import pytest
@@ -9,6 +9,7 @@ import pytest
 import stub_stage
 from clearml_tasks import stages
 from clearml_tasks.stages import Stage
+from components.core.code_version import code_version
 from components.core.errors import UserError
 from components.core.fileio import read_json
 from components.core.overrides import build_config
@@ -64,6 +65,19 @@ def test_cache_keys_on_what_each_stage_reads(stub_registry, tmp_path):
     # a section no stub reads changes nothing
     assert {n: o.status for n, o in _run(tmp_path, "retriever.kind=dense", "dataset.split_seed=3",
                                          "finetune.r=4").items()} == {"stub_a": "cached", "stub_b": "cached"}
+
+
+def test_a_step_cached_by_other_code_runs_again_and_says_why(stub_registry, tmp_path, monkeypatch):
+    _run(tmp_path)
+    assert read_json(tmp_path / "stub_a" / STEP_MANIFEST)["code"] == code_version()
+    monkeypatch.setattr("clearml_tasks._step_cache.code_version", lambda: "a-later-checkout")  # a source edit
+    logged: list[str] = []
+    cfg = build_config([f"experiment.output_dir={tmp_path}"])
+    outcomes = run_local(build_dag(cfg, STUBS), cfg, "none", log=logged.append)
+    assert [o.status for o in outcomes] == ["ran", "ran"]
+    assert sum("made by other code" in line for line in logged) == 2
+    assert read_json(tmp_path / "stub_a" / STEP_MANIFEST)["code"] == "a-later-checkout"
+    assert [o.status for o in run_local(build_dag(cfg, STUBS), cfg, "none", log=logged.append)] == ["cached"] * 2
 
 
 def test_a_failing_step_names_itself_and_is_not_marked_done(stub_registry, tmp_path):

@@ -103,3 +103,9 @@ def test_common_prefix_leaves_every_prompt_a_token_of_its_own():
     assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2
     assert common_prefix_length([[7], [7]]) == 0
     assert common_prefix_length([]) == 0
+
+
+def test_fingerprint_changes_with_the_code_that_decodes(monkeypatch):
+    before = _fp()
+    monkeypatch.setattr("components.backends.generation.code_version", lambda: "a-later-checkout")
+    assert _fp() != before  # a partial log from before a code change is not resumed into
