@@ -1,5 +1,5 @@
-"""What code makes a step's results: a digest of the project's stage code (`components/`, `clearml_tasks/`)
-and the versions of the libraries whose numerics shape its outputs.
+"""What code makes a step's results: a digest of the project's stage code (`components/`, `clearml_tasks/`:
+its Python and the files it ships, such as the report's assets and the demo data) and the versions of the libraries whose numerics shape its outputs.
 
 The local step cache keys on it, as ClearML's step cache keys on a template's commit and uncommitted diff:
 a step cached before a code change or a library upgrade is run again rather than served with answers the
@@ -29,11 +29,16 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def _bytecode(path: Path) -> bool:
+    return "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo")
+
+
 def source_digest(root: Path, packages: tuple[str, ...], libraries: dict[str, str]) -> str:
-    """16 hex digits over every `*.py` under `root/<package>` (path and bytes, not mtimes) and `libraries`."""
+    """16 hex digits over every file under `root/<package>` but bytecode (path and bytes, not mtimes) and
+    `libraries`."""
     digest = hashlib.sha256()
     for package in packages:
-        for path in sorted((root / package).rglob("*.py")):
+        for path in sorted(p for p in (root / package).rglob("*") if p.is_file() and not _bytecode(p)):
             digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     for distribution, installed in sorted(libraries.items()):
         digest.update(f"{distribution}=={installed}\n".encode())
