@@ -39,8 +39,12 @@ def meta_table(info: dict, extras: dict) -> str:
                          for name, d in info["datasets"].items())
     settings = "<br>".join(f"<code>{esc(k)}={esc(' | '.join(_setting(v) for v in values))}</code>"
                            for k, values in info["settings"].items()) or "none (every setting at its default)"
+    codes = info.get("code_versions", [])
+    code = f' · code {esc(", ".join(codes))}' if codes else ""
+    if len(codes) > 1:
+        code += f' <strong>({len(codes)} code versions: these evals were not all made by the same code)</strong>'
     rows = [("date of the evals", esc(dates)),
-            ("commit", esc(", ".join(c[:12] for c in info["commits"]) or "unknown")
+            ("commit", esc(", ".join(c[:12] for c in info["commits"]) or "unknown") + code
              + (f' <span class="muted">({esc(versions)})</span>' if versions else "")),
             ("model(s)", esc(", ".join(info["models"]))), ("dataset(s)", datasets),
             ("settings that differ from the defaults", settings)]

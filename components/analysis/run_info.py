@@ -46,6 +46,8 @@ def run_info(entries: list[EvalEntry]) -> dict:
     return {"name": ", ".join(sorted(names)) or "report",
             "date_first": dates[0] if dates else "", "date_last": dates[-1] if dates else "",
             "commits": sorted({m.get("git_commit", "") for m in metas} - {""}),
+            # one commit can carry several code versions (uncommitted edits, other libraries)
+            "code_versions": sorted({m.get("code_version", "") for m in metas} - {""}),
             "versions": metas[0].get("versions", {}) if metas else {},
             "models": sorted({e.results.get("model", "?") + (f" + adapter {e.results['adapter']}"
                                                              if e.results.get("adapter") else "") for e in entries}),

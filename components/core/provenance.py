@@ -1,5 +1,5 @@
-"""Stamp results with what produced them: git commit, package versions, date, host and runtime (lm-eval
-style)."""
+"""Stamp results with what produced them: git commit, the code's version (which also tells uncommitted edits
+apart), package versions, date, host and runtime (lm-eval style)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,6 +8,8 @@ import os
 import platform
 import subprocess
 from pathlib import Path
+
+from components.core.code_version import code_version
 
 _PACKAGES = ("torch", "transformers", "peft", "sentence-transformers", "bm25s", "faiss-cpu", "clearml")
 
@@ -52,6 +54,6 @@ def runtime(root: Path = Path("/")) -> dict[str, str]:
 
 
 def stamp() -> dict:
-    return {"git_commit": git_commit(), "versions": versions(), "python": platform.python_version(),
+    return {"git_commit": git_commit(), "code_version": code_version(), "versions": versions(), "python": platform.python_version(),
             "host": platform.node(), "runtime": runtime(),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}

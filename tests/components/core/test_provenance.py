@@ -7,6 +7,7 @@ import re
 import subprocess
 
 from components.core import provenance
+from components.core.code_version import code_version
 from helpers import ROOT
 
 
@@ -41,7 +42,8 @@ def test_versions_lists_installed_packages_and_skips_missing_ones(monkeypatch):
 def test_stamp_holds_every_field():
     before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     stamp = provenance.stamp()
-    assert set(stamp) == {"git_commit", "versions", "python", "host", "runtime", "date"}
+    assert set(stamp) == {"git_commit", "code_version", "versions", "python", "host", "runtime", "date"}
+    assert stamp["code_version"] == code_version()
     assert stamp["python"] == platform.python_version() and stamp["host"] == platform.node()
     assert "transformers" in stamp["versions"]
     date = dt.datetime.fromisoformat(stamp["date"])

@@ -157,6 +157,20 @@ def test_the_html_page_is_self_contained_and_carries_every_question(entries, tmp
         "leaderboard_bars.png", "quality_vs_peak_memory.png", "quality_vs_seconds_per_question.png"]
 
 
+def test_the_page_names_the_code_and_warns_when_evals_come_from_different_code(entries, tmp_path):
+    def commit_row(evals, name):
+        page = write_report(evals, tmp_path / name, samples=50, extras={})[1]["html"].read_text()
+        return re.search(r"<th>commit</th><td>(.*?)</td>", page).group(1)
+
+    for e in entries:
+        e.results["meta"]["code_version"] = "c0de000000000001"
+    assert "abc123def456 · code c0de000000000001" in commit_row(entries, "same")
+    assert "code versions" not in commit_row(entries, "same")
+    entries[-1].results["meta"]["code_version"] = "c0de000000000002"  # e.g. an uncommitted edit in between
+    row = commit_row(entries, "mixed")
+    assert "c0de000000000001, c0de000000000002" in row and "2 code versions" in row
+
+
 def test_the_run_folder_gives_step_links_and_finetune_benchmark_results(entries, tmp_path):
     run = tmp_path / "run"
     for step, stage in (("ingest", "ingest"), ("small_nc", "eval"), ("finetune", "finetune"),
