@@ -1,10 +1,10 @@
 """Step folders named by what made them, and the inputs a stage builds itself.
 
 A finished step folder holds `.step.json` (written last) with its key: a hash of the stage, the config its
-output depends on (the registry's cache config), its parents' keys, the code that runs it
-(`components.core.code_version`: the stage code and the numeric libraries' versions) and, for ingest, the
-dataset file's identity. The local runner (`slm run`) serves a step whose key matches from its folder; a half-done step
-has no `.step.json` and runs again.
+output depends on (the registry's cache config), its parents' keys, the version of the code it runs
+(`components.core.code_version`: the modules its entry can run and the numeric libraries' versions) and, for
+ingest, the dataset file's identity. The local runner (`slm run`) serves a step whose key matches from its
+folder; a half-done step has no `.step.json` and runs again.
 
 A template's task builds its empty inputs the same way: a clone of the eval template enqueued with
 `inputs/ingest` empty ingests its own `dataset/*` first (and in retriever_context builds its index from
@@ -31,7 +31,8 @@ from components.core.outputs import STEP_MANIFEST, cache_root
 def step_key(stage: str, cfg: AppConfig, parents: dict[str, str]) -> str:
     """`parents`: input name -> the parent step's key (or, for a given input, its task id or folder)."""
     spec = STAGES[stage]
-    payload = {"stage": stage, "sections": spec.cache_config(cfg), "parents": parents, "code": code_version()}
+    payload = {"stage": stage, "sections": spec.cache_config(cfg), "parents": parents,
+               "code": code_version(spec.entry_module)}
     if spec.identity:  # what besides the config names its output (a dataset file's size and mtime)
         payload["input"] = spec.identity(cfg)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -49,20 +50,22 @@ def cached_results(step_dir: Path, key: str) -> dict | None:
     return data.get("results") if isinstance(data, dict) and data.get("key") == key else None
 
 
-def made_by_other_code(step_dir: Path) -> bool:
-    """Whether `step_dir` holds a step finished by other code than this (why its cache entry is not used)."""
+def made_by_other_code(step_dir: Path, stage: str) -> bool:
+    """Whether `step_dir` holds a `stage` step finished by other code than this (why its cache entry is not
+    used)."""
     try:
         manifest = read_json(step_dir / STEP_MANIFEST)
     except UserError:  # no manifest (never finished) or an unreadable one
         return False
     made_by = manifest.get("code") if isinstance(manifest, dict) else None
-    return made_by is not None and made_by != code_version()
+    return made_by is not None and made_by != code_version(STAGES[stage].entry_module)
 
 
 def finish_step(step_dir: Path, key: str, stage: str, results: dict) -> dict:
     """Mark `step_dir` finished (last, so a half-done step never looks done); the results it keeps."""
     results = {k: v for k, v in results.items() if k != "meta"}
-    write_json(step_dir / STEP_MANIFEST, {"key": key, "stage": stage, "code": code_version(), "results": results})
+    code = code_version(STAGES[stage].entry_module)
+    write_json(step_dir / STEP_MANIFEST, {"key": key, "stage": stage, "code": code, "results": results})
     return results
 
 

@@ -78,7 +78,7 @@ def run_local(steps: list[StepSpec], cfg: AppConfig, tracking: str, use_cache: b
             log(f"[{step.name}] unchanged since the last run: cached ({step_dir}) {progress}")
             outcomes.append(StepOutcome(step.name, step.stage, "cached", 0.0, step_dir, results))
             continue
-        if use_cache and made_by_other_code(step_dir):
+        if use_cache and made_by_other_code(step_dir, step.stage):
             log(f"[{step.name}] its cached run was made by other code (a source change or library upgrade)")
         (step_dir / STEP_MANIFEST).unlink(missing_ok=True)
         inputs = {name: ",".join(str(dirs[s]) for s in referenced_steps(value)) for name, value in step.inputs.items()}

@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass
 from typing import Sequence
 
-from components.core.code_version import code_version
 from components.core.config import GenerationConfig
 
 
@@ -43,11 +42,12 @@ def plan_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int 
 
 
 def plan_fingerprint(prompts: Sequence[str], batches: Sequence[Sequence[int]], gen: GenerationConfig,
-                     model_source: str, scored_against: Sequence = ()) -> str:
-    """Identifies everything a finished batch's rows depend on (prompts, plan, decoding, model, the code
-    and libraries that decode, and what they were scored against); a resume is only valid under the same one."""
+                     model_source: str, code: str, scored_against: Sequence = ()) -> str:
+    """Identifies everything a finished batch's rows depend on (prompts, plan, decoding, model, `code`: the
+    version of the code that decodes, and what they were scored against); a resume is only valid under the
+    same one."""
     payload = json.dumps({"prompts": list(prompts), "batches": [list(b) for b in batches],
-                          "generation": gen.__dict__, "model": model_source, "code": code_version(),
+                          "generation": gen.__dict__, "model": model_source, "code": code,
                           "scored_against": list(scored_against)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 

@@ -53,7 +53,8 @@ def runtime(root: Path = Path("/")) -> dict[str, str]:
             "worker": os.environ.get("CLEARML_WORKER_ID", "")}
 
 
-def stamp() -> dict:
-    return {"git_commit": git_commit(), "code_version": code_version(), "versions": versions(), "python": platform.python_version(),
-            "host": platform.node(), "runtime": runtime(),
+def stamp(entry: str) -> dict:
+    """What produced a stage's results; `entry`: the module that ran them (its code_version)."""
+    return {"git_commit": git_commit(), "code_version": code_version(entry), "versions": versions(),
+            "python": platform.python_version(), "host": platform.node(), "runtime": runtime(),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}

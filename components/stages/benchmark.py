@@ -226,7 +226,7 @@ def run_benchmark(cfg: AppConfig, ingest_dir: Path, finetune_dir: Path, output_d
     }
     plot_paths = write_plots(summary, rows, output_dir)
     results["plots"] = [str(p) for p in plot_paths]
-    results["meta"] = {**stamp(), "config": cfg.to_dict(), "bootstrap_seed": BOOTSTRAP_SEED}
+    results["meta"] = {**stamp(__name__), "config": cfg.to_dict(), "bootstrap_seed": BOOTSTRAP_SEED}
     for which in MODELS:
         write_jsonl(output_dir / PREDICTION_FILES[which], rows[which])
     write_text(output_dir / REPORT_FILE, render_report(cfg, results, rows))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from components.core.clock import process_age_seconds
+from components.core.code_version import code_version
 from components.core.config import AppConfig
 from components.core.fileio import write_json, write_jsonl
 from components.backends.generation import Generated, plan_batches, plan_fingerprint, shared_prefix
@@ -68,7 +69,7 @@ def assemble_results(cfg: AppConfig, mode: str, rows: list[dict], generator: Gen
         generated_tokens_per_second=round(new_tokens / generation_seconds, 2) if generation_seconds else 0.0,
         resumed_batches=resumed_batches, num_batches=num_batches,
         timing={k: round(v, 3) for k, v in timing.items() if k != "generation_seconds"},
-        meta={**stamp(), "config": cfg.to_dict()})
+        meta={**stamp(__name__), "config": cfg.to_dict()})
     return results
 
 
@@ -111,7 +112,7 @@ def run_eval(cfg: AppConfig, mode: str, ingest_dir: Path, index_dir: Path | None
     token_ids = generator.tokenizer(prompts, add_special_tokens=False)["input_ids"]
     batches = plan_batches([len(ids) for ids in token_ids], cfg.generation.batch_size,
                            cfg.generation.max_batch_tokens)
-    fingerprint = plan_fingerprint(prompts, batches, cfg.generation, generator.source,
+    fingerprint = plan_fingerprint(prompts, batches, cfg.generation, generator.source, code_version(__name__),
                                    scored_against=[[q.id, q.answers] for q in questions])
     timing["tokenize_seconds"] = time.perf_counter() - clock
     memory.record("tokenize prompts")

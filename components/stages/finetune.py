@@ -325,7 +325,7 @@ def run_finetune(cfg: AppConfig, ingest_dir: Path, output_dir: Path, callbacks: 
         "num_train_examples": len(train), "num_eval_examples": len(eval_set),
         "duration_seconds": round(time.perf_counter() - started, 3),
         "adapter_dir": str(adapter_dir), "plots": [str(p) for p in plot_paths],
-        "meta": {**stamp(), "config": cfg.to_dict()},
+        "meta": {**stamp(__name__), "config": cfg.to_dict()},
     }
     write_json(output_dir / RESULTS_FILE, results)  # last: its presence means the run completed
     return results

@@ -69,8 +69,8 @@ def test_cache_keys_on_what_each_stage_reads(stub_registry, tmp_path):
 
 def test_a_step_cached_by_other_code_runs_again_and_says_why(stub_registry, tmp_path, monkeypatch):
     _run(tmp_path)
-    assert read_json(tmp_path / "stub_a" / STEP_MANIFEST)["code"] == code_version()
-    monkeypatch.setattr("clearml_tasks._step_cache.code_version", lambda: "a-later-checkout")  # a source edit
+    assert read_json(tmp_path / "stub_a" / STEP_MANIFEST)["code"] == code_version("stub_stage")
+    monkeypatch.setattr("clearml_tasks._step_cache.code_version", lambda entry: "a-later-checkout")  # an edit
     logged: list[str] = []
     cfg = build_config([f"experiment.output_dir={tmp_path}"])
     outcomes = run_local(build_dag(cfg, STUBS), cfg, "none", log=logged.append)

@@ -41,9 +41,9 @@ def test_versions_lists_installed_packages_and_skips_missing_ones(monkeypatch):
 
 def test_stamp_holds_every_field():
     before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    stamp = provenance.stamp()
+    stamp = provenance.stamp("components.stages.eval")
     assert set(stamp) == {"git_commit", "code_version", "versions", "python", "host", "runtime", "date"}
-    assert stamp["code_version"] == code_version()
+    assert stamp["code_version"] == code_version("components.stages.eval")
     assert stamp["python"] == platform.python_version() and stamp["host"] == platform.node()
     assert "transformers" in stamp["versions"]
     date = dt.datetime.fromisoformat(stamp["date"])
