@@ -12,7 +12,8 @@ Output folder:
   trainer_state.json    the Trainer's state (log_history holds every logged step)
   training_loss.png, learning_rate.png
   results.json          written last: its presence means the run completed
-A run started again with the same config and data resumes from the last checkpoint.
+A run started again with the same config, data and code (components.core.code_version) resumes from the last
+checkpoint.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from transformers import PrinterCallback, TrainerCallback
 from components.analysis import plots
 from components.data import schema
 from components.stages.collators import EXAMPLE_TOKENS, IGNORE_INDEX, PackingCollator, attention_pair_cost
+from components.core.code_version import code_version
 from components.core.config import AppConfig
 from components.core.errors import UserError
 from components.core.fileio import atomic_path, ordinary_modes, write_json
@@ -197,8 +199,10 @@ def training_examples(cfg: AppConfig, tokenizer, ingest_dir: Path) -> tuple[list
 
 
 def run_fingerprint(cfg: AppConfig, train: list[dict], eval_set: list[dict]) -> str:
-    """What a checkpoint depends on; a checkpoint from another config or data is never resumed."""
+    """What a checkpoint depends on; a checkpoint from another config, data or code is never resumed (a run
+    the step cache starts again after a code change trains afresh rather than resuming its last step)."""
     payload = json.dumps({"finetune": dataclasses.asdict(cfg.finetune), "model": dataclasses.asdict(cfg.model),
+                          "code": code_version(__name__),
                           "train": [e["input_ids"] for e in train], "eval": [e["input_ids"] for e in eval_set]},
                          sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
