@@ -38,26 +38,25 @@ def step_key(stage: str, cfg: AppConfig, parents: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def _manifest(step_dir: Path) -> dict:
+    """The finished step's `.step.json` in `step_dir`; empty when none was finished or it is unreadable."""
+    try:
+        data = read_json(step_dir / STEP_MANIFEST)
+    except UserError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def cached_results(step_dir: Path, key: str) -> dict | None:
     """The results of the finished step in `step_dir` made under `key`, else None."""
-    manifest = step_dir / STEP_MANIFEST
-    if not manifest.is_file():
-        return None
-    try:
-        data = read_json(manifest)
-    except UserError:
-        return None
-    return data.get("results") if isinstance(data, dict) and data.get("key") == key else None
+    manifest = _manifest(step_dir)
+    return manifest.get("results") if manifest.get("key") == key else None
 
 
 def made_by_other_code(step_dir: Path, stage: str) -> bool:
     """Whether `step_dir` holds a `stage` step finished by other code than this (why its cache entry is not
     used)."""
-    try:
-        manifest = read_json(step_dir / STEP_MANIFEST)
-    except UserError:  # no manifest (never finished) or an unreadable one
-        return False
-    made_by = manifest.get("code") if isinstance(manifest, dict) else None
+    made_by = _manifest(step_dir).get("code")
     return made_by is not None and made_by != code_version(STAGES[stage].entry_module)
 
 
