@@ -33,15 +33,21 @@ _COMMENT = re.compile(r"#[^\n]*")
 _MODULE_STRING = re.compile(r"""["']((?:components|clearml_tasks)(?:\.\w+)+)(?::\w+)?["']""")
 
 
+def installed_versions(distributions: tuple[str, ...]) -> dict[str, str]:
+    """Each installed distribution's version; those not installed are left out."""
+    found = {}
+    for distribution in distributions:
+        try:
+            found[distribution] = version(distribution)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
 @functools.lru_cache(maxsize=1)
 def library_versions() -> dict[str, str]:
-    versions = {}
-    for distribution in LIBRARIES:
-        try:
-            versions[distribution] = version(distribution)
-        except PackageNotFoundError:
-            versions[distribution] = "absent"
-    return versions
+    installed = installed_versions(LIBRARIES)
+    return {distribution: installed.get(distribution, "absent") for distribution in LIBRARIES}
 
 
 def _module_file(name: str, root: Path) -> Path | None:

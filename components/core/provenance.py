@@ -3,13 +3,12 @@ apart), package versions, date, host and runtime (lm-eval style)."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 import os
 import platform
 import subprocess
 from pathlib import Path
 
-from components.core.code_version import code_version
+from components.core.code_version import code_version, installed_versions
 
 _PACKAGES = ("torch", "transformers", "peft", "sentence-transformers", "bm25s", "faiss-cpu", "clearml")
 
@@ -24,13 +23,7 @@ def git_commit(cwd: Path | None = None) -> str:
 
 
 def versions() -> dict[str, str]:
-    found = {}
-    for name in _PACKAGES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return found
+    return installed_versions(_PACKAGES)
 
 
 def container_kind(root: Path = Path("/")) -> str:
