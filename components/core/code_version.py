@@ -30,7 +30,7 @@ LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "lla
 _IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w. \t,]+)", re.M)
 _FROM = re.compile(r"^[ \t]*from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|(?:[^\n\\]|\\\n)+)", re.M)
 _COMMENT = re.compile(r"#[^\n]*")
-_MODULE_STRING = re.compile(r"""["']((?:components|clearml_tasks)(?:\.\w+)+)(?::\w+)?["']""")
+_MODULE_STRING = re.compile(rf"""["']((?:{"|".join(PROJECT_PACKAGES)})(?:\.\w+)+)(?::\w+)?["']""")
 
 
 def installed_versions(distributions: tuple[str, ...]) -> dict[str, str]:
